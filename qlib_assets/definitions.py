@@ -1,0 +1,20 @@
+"""The code location: dg.Definitions assembled from the per-domain modules in defs/."""
+
+import dagster as dg
+
+from qlib_assets.calendar import trading_days_partitions
+from qlib_assets.defs.market import build_market_defs
+from qlib_assets.defs.qlib_data import build_qlib_data_defs
+from qlib_assets.settings import Settings, load_settings
+
+
+def build_definitions(settings: Settings) -> dg.Definitions:
+    settings.ensure_dirs()
+    trading_days = trading_days_partitions(settings.calendar, settings.start_date)
+    return dg.Definitions.merge(
+        build_market_defs(settings, trading_days),
+        build_qlib_data_defs(settings, trading_days),
+    )
+
+
+defs = build_definitions(load_settings())

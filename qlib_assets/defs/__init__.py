@@ -1,0 +1,1 @@
+"""The Dagster layer: assets, checks, sensors, schedules and resources, one module per domain."""

@@ -1,0 +1,41 @@
+"""The Qlib provider directory, kept in sync with raw_bars."""
+
+import dagster as dg
+
+from qlib_assets import __version__
+from qlib_assets.calendar import partition_date
+from qlib_assets.market.raw_bars import read_raw_bars
+from qlib_assets.settings import Settings
+from qlib_assets.storage.qlib_bin import QlibProviderWriter
+
+GROUP = "market_data"
+
+
+def build_qlib_data_defs(settings: Settings, partitions: dg.PartitionsDefinition) -> dg.Definitions:
+    @dg.asset(
+        name="qlib_dataset",
+        group_name=GROUP,
+        partitions_def=partitions,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        deps=["raw_bars"],
+        code_version=__version__,
+        pool="qlib_provider",
+        kinds={"qlib"},
+        description="Qlib provider directory (calendars, instruments, float32 .bin features) in "
+        "sync with raw_bars: appends new sessions, rewrites a re-materialized range in place.",
+    )
+    def qlib_dataset(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+        days = [partition_date(k) for k in context.partition_keys]
+        bars = read_raw_bars(settings, days)
+        result = QlibProviderWriter(settings.qlib_data_dir, settings.calendar).sync(bars, days)
+        context.log.info(f"qlib provider: {result}")
+        return dg.MaterializeResult(
+            metadata={
+                "provider_uri": str(settings.qlib_data_dir),
+                "rows": bars.height,
+                "sessions": len(days),
+                "result": str(result),
+            }
+        )
+
+    return dg.Definitions(assets=[qlib_dataset])

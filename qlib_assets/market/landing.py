@@ -1,0 +1,129 @@
+"""The landing zone: a catalog of delivered files (content hash, sessions) and the quarantine."""
+
+import hashlib
+import json
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+from qlib_assets.market.errors import LandingFileError, Violation
+from qlib_assets.market.readers import is_landing_file, read_landing_dates
+from qlib_assets.storage.atomic import sha256_file, write_bytes_atomic
+
+
+@dataclass(frozen=True)
+class LandingEntry:
+    """One landing file as last seen. ``error`` is set when its dates could not be read."""
+
+    path: str
+    size: int
+    mtime_ns: int
+    sha256: str
+    dates: tuple[str, ...]
+    error: str | None = None
+
+
+class LandingCatalog:
+    """Scans the landing folder, rehashing only files whose size or mtime changed.
+
+    Folders whose names start with ``_`` or ``.`` are not landing data (the generator keeps
+    its oracle in ``_oracle/``).
+
+    The cache file is only a cache: its content follows from the files, so two writers racing
+    on it cannot disagree.
+    """
+
+    def __init__(
+        self, landing_dir: Path, cache_path: Path, aliases: Mapping[str, str] | None = None
+    ) -> None:
+        self.landing_dir = landing_dir
+        self.cache_path = cache_path
+        self.aliases = dict(aliases or {})
+
+    def _load_cache(self) -> dict[str, LandingEntry]:
+        if not self.cache_path.is_file():
+            return {}
+        try:
+            raw = json.loads(self.cache_path.read_text())
+        except (OSError, json.JSONDecodeError):
+            return {}
+        return {k: LandingEntry(**{**v, "dates": tuple(v["dates"])}) for k, v in raw.items()}
+
+    def scan(self) -> dict[str, LandingEntry]:
+        """Every landing file keyed by its path relative to the landing folder."""
+        cached = self._load_cache()
+        entries: dict[str, LandingEntry] = {}
+        if self.landing_dir.is_dir():
+            for path in sorted(self.landing_dir.rglob("*")):
+                if not is_landing_file(path):
+                    continue
+                rel_path = path.relative_to(self.landing_dir)
+                if any(part.startswith(("_", ".")) for part in rel_path.parts[:-1]):
+                    continue
+                rel = rel_path.as_posix()
+                stat = path.stat()
+                previous = cached.get(rel)
+                if (
+                    previous is not None
+                    and previous.size == stat.st_size
+                    and previous.mtime_ns == stat.st_mtime_ns
+                ):
+                    entries[rel] = previous
+                    continue
+                entries[rel] = self._entry(path, rel, stat)
+        if entries != cached:
+            payload = {k: asdict(v) for k, v in entries.items()}
+            write_bytes_atomic(self.cache_path, json.dumps(payload, sort_keys=True).encode())
+        return entries
+
+    def _entry(self, path: Path, rel: str, stat: os.stat_result) -> LandingEntry:
+        digest = sha256_file(path)
+        try:
+            dates = tuple(read_landing_dates(path, self.aliases))
+            error = None
+        except LandingFileError as exc:
+            dates, error = (), str(exc)
+        return LandingEntry(rel, stat.st_size, stat.st_mtime_ns, digest, dates, error)
+
+    def files_for(self, entries: Mapping[str, LandingEntry], days: Iterable[date]) -> list[Path]:
+        wanted = {d.isoformat() for d in days}
+        return [
+            self.landing_dir / rel
+            for rel, entry in sorted(entries.items())
+            if wanted.intersection(entry.dates)
+        ]
+
+
+def session_versions(entries: Mapping[str, LandingEntry]) -> dict[str, str]:
+    """Data version per session: a digest of the content hashes of the files that hold it."""
+    by_day: dict[str, list[str]] = {}
+    for entry in entries.values():
+        for day in entry.dates:
+            by_day.setdefault(day, []).append(entry.sha256)
+    return {
+        day: hashlib.sha256("\n".join(sorted(hashes)).encode()).hexdigest()[:32]
+        for day, hashes in sorted(by_day.items())
+    }
+
+
+def quarantine(path: Path, violations: list[Violation], quarantine_dir: Path) -> Path:
+    """Move a rejected file out of the landing zone, with a JSON reason beside it.
+
+    The reason is written before the move, so a crash between the two leaves the file in
+    landing (it will be rejected again) rather than a quarantined file with no reason.
+    """
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    target = quarantine_dir / f"{stamp}_{path.name}"
+    reason = {
+        "file": str(path),
+        "quarantined_at": stamp,
+        "violations": [v.as_json() for v in violations],
+    }
+    write_bytes_atomic(
+        target.with_name(target.name + ".reason.json"), json.dumps(reason, indent=2).encode()
+    )
+    quarantine_dir.mkdir(parents=True, exist_ok=True)
+    os.replace(path, target)
+    return target

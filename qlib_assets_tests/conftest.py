@@ -1,0 +1,30 @@
+"""Shared fixtures: small generated markets and a settings object rooted in a temp folder."""
+
+from datetime import date
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from qlib_assets.market.generator import Market, MarketSpec, generate_market
+from qlib_assets.settings import Settings
+
+SMALL_START = date(2024, 1, 2)
+SMALL_END = date(2024, 4, 30)
+
+
+@pytest.fixture(scope="session")
+def small_market() -> Market:
+    """30 instruments over four months: suspensions, listings and splits included."""
+    return generate_market(MarketSpec(instruments=30, start=SMALL_START, end=SMALL_END, seed=3))
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    home = Settings(home=tmp_path / "home", start_date=date(2023, 1, 3))
+    home.ensure_dirs()
+    return home
+
+
+def session_days(bars: pl.DataFrame) -> list[date]:
+    return sorted(bars.get_column("date").unique().to_list())

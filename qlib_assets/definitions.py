@@ -3,6 +3,7 @@
 import dagster as dg
 
 from qlib_assets.calendar import trading_days_partitions
+from qlib_assets.defs.features import build_feature_defs
 from qlib_assets.defs.market import build_market_defs
 from qlib_assets.defs.qlib_data import build_qlib_data_defs
 from qlib_assets.settings import Settings, load_settings
@@ -14,6 +15,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     return dg.Definitions.merge(
         build_market_defs(settings, trading_days),
         build_qlib_data_defs(settings, trading_days),
+        build_feature_defs(settings, trading_days),
     )
 
 

@@ -59,8 +59,20 @@ class Settings(BaseSettings):
         description="Landing column name -> canonical column name, e.g. {'code': 'instrument'}.",
     )
     validation: ValidationSettings = Field(default_factory=ValidationSettings)
-    custom_indicators: dict[str, str] = Field(default_factory=dict)
-    custom_factors: dict[str, str] = Field(default_factory=dict)
+    indicator_params: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Indicator family -> parameter overrides, a list of them, or null to drop "
+        "(see qlib_assets.features.indicator_catalog.build_catalog).",
+    )
+    custom_indicators: dict[str, str] = Field(
+        default_factory=dict,
+        description="Name -> Qlib expression, or 'polars:' + a polars expression; added to "
+        "the indicators asset.",
+    )
+    custom_factors: dict[str, str] = Field(
+        default_factory=dict,
+        description="Name -> Qlib expression; added to the alpha158 asset after Qlib's 158.",
+    )
 
     @classmethod
     def settings_customise_sources(

@@ -94,11 +94,14 @@ def build_market_defs(settings: Settings, partitions: dg.PartitionsDefinition) -
 
     @dg.sensor(
         name="landing_sensor",
-        asset_selection=dg.AssetSelection.assets(raw_bars).downstream(),
+        asset_selection=dg.AssetSelection.assets(
+            raw_bars, "qlib_dataset", "indicators", "alpha158"
+        ),
         minimum_interval_seconds=30,
         default_status=dg.DefaultSensorStatus.RUNNING,
-        description="Requests raw_bars (and what follows) for sessions touched by new or "
-        "changed landing files; an identical file delivered again requests nothing.",
+        description="Requests raw_bars, qlib_dataset and the features for sessions touched by "
+        "new or changed landing files; an identical file delivered again requests nothing. "
+        "labels follow by their automation condition, two sessions later.",
     )
     def landing_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
         cursor = json.loads(context.cursor) if context.cursor else {}

@@ -4,9 +4,8 @@ import dagster as dg
 
 from qlib_assets import __version__
 from qlib_assets.calendar import partition_date
-from qlib_assets.market.raw_bars import read_raw_bars
 from qlib_assets.settings import Settings
-from qlib_assets.storage.qlib_bin import QlibProviderWriter
+from qlib_assets.storage.provider_sync import sync_provider
 
 GROUP = "market_data"
 
@@ -26,15 +25,16 @@ def build_qlib_data_defs(settings: Settings, partitions: dg.PartitionsDefinition
     )
     def qlib_dataset(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         days = [partition_date(k) for k in context.partition_keys]
-        bars = read_raw_bars(settings, days)
-        result = QlibProviderWriter(settings.qlib_data_dir, settings.calendar).sync(bars, days)
+        result = sync_provider(settings, days)
         context.log.info(f"qlib provider: {result}")
         return dg.MaterializeResult(
             metadata={
                 "provider_uri": str(settings.qlib_data_dir),
-                "rows": bars.height,
+                "instruments_touched": result.instruments_touched,
+                "sessions_appended": result.sessions_appended,
+                "sessions_rewritten": result.sessions_rewritten,
                 "sessions": len(days),
-                "result": str(result),
+                "files_written": result.files_written,
             }
         )
 

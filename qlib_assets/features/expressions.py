@@ -1,0 +1,806 @@
+"""Compile Qlib expression strings into polars expressions with Qlib 0.9.7's semantics.
+
+The factor definitions stay Qlib's strings; the arithmetic runs in polars. Semantics follow
+``qlib/data/ops.py`` and its Cython helpers, quirks included:
+
+- **Windows count sessions.** Every window op looks at the last N rows of an instrument's
+  *session panel* (:func:`to_session_panel`): all calendar sessions from its first to its last
+  bar, suspended sessions present as missing rows, exactly as a Qlib ``.bin`` file stores them.
+- **min_periods=1.** Windows shorter than N at an instrument's first sessions, and missing values
+  inside a window, are skipped (pandas' rolling); an all-missing window gives NaN.
+- **float32 like Qlib.** Fields are read as float32 (Qlib's ``.bin`` precision); element-wise
+  arithmetic on float32 operands stays float32 as numpy does; window ops compute in float64 as
+  pandas does; every result is cast to float32 at the end, as ``D.features`` does.
+- **Comparisons** with a missing operand are False (``!=`` is True), as numpy compares NaN; so
+  ``Mean($close>Ref($close,1), N)`` counts a session without a previous close as a 0.
+- **Greater/Less** are ``np.maximum/np.minimum``: missing if either side is missing.
+- **Std/Var** use ddof=1 (NaN for one value); **Skew** needs 3 values, **Kurt** 4 (pandas' bias
+  corrected forms; a constant window gives 0 and -3).
+- **IdxMax/IdxMin** are ``argmax+1`` counted from the oldest row of the (possibly truncated)
+  window; a window holding a missing session returns the position of its first missing row
+  (numpy's argmax on NaN), as Qlib does.
+- **Rank** is pandas' ``rolling.rank(pct=True)``: average rank of the last value among the valid
+  values of the window, divided by their count; NaN when the last value is missing.
+- **Quantile/Med** are pandas' linear-interpolation quantiles of the valid values.
+- **Mad** is the mean absolute deviation around the mean of the valid values.
+- **Slope/Rsquare/Resi** regress the window's valid values on their session positions (Qlib's
+  Cython ``rolling_slope`` etc.); Resi is the residual of the newest row (NaN when it is
+  missing). Rsquare is NaN where the window's std is within 2e-5 of 0 (``np.isclose``).
+- **Corr/Cov** are pandas' pairwise rolling forms over rows where both sides are present; Corr is
+  NaN where either side's own rolling std is within 2e-5 of 0.
+- **WMA** is Qlib's ``nanmean(w * x)`` with weights 1..L normalised to sum 1 over the window
+  length L: the weighted sum is divided again by the number of valid values.
+- **EMA** is ``ewm(span=N, adjust=True).mean()`` (``alpha=N`` when 0<N<1); a missing session
+  keeps the previous value.
+- **Delta** is ``x - Ref(x, N)``; **Ref** with a negative offset reads the future and is refused
+  unless ``allow_future=True`` (labels).
+
+Not supported (a clear :class:`ExpressionError`): expanding windows (N=0), ``Ref(x, 0)`` (Qlib
+returns the first loaded value, which depends on the query start), float windows other than
+EMA's alpha, and the cross-instrument operators ``Mask``/``ChangeInstrument`` plus
+``TResample``, ``Rolling``, ``P``, ``PRef``. Unary minus is accepted (Qlib's ``Expression`` has
+no ``__neg__``); chained comparisons are refused.
+"""
+
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import date
+from typing import Literal
+
+import numpy as np
+import polars as pl
+
+from qlib_assets.features.expression_kernels import (
+    CONSTANT_STD,
+    window_kernel,
+    window_statistic_at,
+)
+from qlib_assets.features.expression_parser import (
+    FIELDS,
+    Call,
+    Const,
+    ExpressionError,
+    Field,
+    Node,
+    parse,
+)
+
+__all__ = [
+    "FIELDS",
+    "ExpressionError",
+    "compile_expression",
+    "compute_expressions",
+    "lookback",
+    "to_session_panel",
+    "validate_expression",
+]
+
+Kind = Literal["bool", "f32", "f64"]
+Mode = Literal["over", "padded", "targets"]
+
+INSTRUMENT = "instrument"
+_REAL = "__real"
+_POS = "__pos"
+_GROUP = "__group"
+
+_ELEMENT = {"Abs": 1, "Sign": 1, "Log": 1, "Not": 1, "Neg": 1}
+_PAIR = ("Add", "Sub", "Mul", "Div", "Power", "Greater", "Less")
+_COMPARE = ("Gt", "Ge", "Lt", "Le", "Eq", "Ne")
+_LOGIC = ("And", "Or")
+_ROLLING = (
+    "Ref",
+    "Mean",
+    "Sum",
+    "Std",
+    "Var",
+    "Skew",
+    "Kurt",
+    "Max",
+    "Min",
+    "IdxMax",
+    "IdxMin",
+    "Med",
+    "Mad",
+    "Rank",
+    "Count",
+    "Delta",
+    "Slope",
+    "Rsquare",
+    "Resi",
+    "WMA",
+    "EMA",
+)
+_PAIR_ROLLING = ("Corr", "Cov")
+_UNSUPPORTED = ("Mask", "ChangeInstrument", "TResample", "Rolling", "P", "PRef", "Feature")
+_MIN_WINDOW = {"Skew": 3, "Kurt": 5}
+_WINDOWED = frozenset((*_ROLLING, "Quantile", *_PAIR_ROLLING)) - {"Ref"}
+
+OPERATORS: tuple[str, ...] = (
+    *_ELEMENT,
+    *_PAIR,
+    *_COMPARE,
+    *_LOGIC,
+    "If",
+    *_ROLLING,
+    "Quantile",
+    *_PAIR_ROLLING,
+)
+
+
+@dataclass(frozen=True)
+class _Out:
+    """A compiled node: its polars expression and what the compiler knows about its values."""
+
+    expr: pl.Expr
+    kind: Kind
+    # Missing on every padding row (padded mode), so a window may read it without masking.
+    clean: bool
+    # Holds no NaN (missing values are nulls), so windows and comparisons need no fill_nan.
+    nan_free: bool
+    stage: int = 0
+
+
+@dataclass(frozen=True)
+class _Gather:
+    """A target-frame column read from full-frame columns: Ref's shifted value (``op="Ref"``,
+    ``n`` the offset) or a window statistic over the ``n`` rows ending at each target row."""
+
+    name: str
+    op: str
+    inputs: tuple[str, ...]
+    n: int
+    quantile: float | None = None
+
+
+class _Compiler:
+    """Turns syntax trees into polars expressions: per-instrument ``over`` windows; plain
+    windows over a panel padded with empty rows between instruments (fast path for every row);
+    or, in ``targets`` mode, expressions over a frame of the output rows only, whose windows are
+    numpy statistics of gathered rows and whose window inputs are ``over`` expressions over the
+    whole panel (fast path for a few output sessions)."""
+
+    def __init__(self, mode: Mode, allow_future: bool) -> None:
+        self.mode = mode
+        self.full = _Compiler("over", allow_future) if mode == "targets" else None
+        self.full_columns: dict[str, pl.Expr] = {}
+        self.gathers: dict[str, _Gather] = {}
+        self.allow_future = allow_future
+        self.lookback = 1
+        self.text = ""
+        self.cache: dict[str, _Out] = {}
+        self.shared: set[str] = set()
+        self.stages: list[list[pl.Expr]] = []
+        self.sum_cache: dict[tuple[str, int], tuple[dict[str, pl.Expr], int]] = {}
+
+    # -- structure ---------------------------------------------------------------------------
+
+    def fail(self, message: str, node: Node) -> ExpressionError:
+        return ExpressionError(message, self.text, node.pos)
+
+    def compile(self, node: Node) -> _Out:
+        key = node.key()
+        if key in self.cache:
+            return self.cache[key]
+        out = self._compile(node)
+        windowed = isinstance(node, Call) and node.op in _WINDOWED
+        if self.mode == "padded" and (key in self.shared or windowed):
+            # Own columns, stage by stage: polars runs a stage's columns in parallel, and a
+            # window's result is computed once however many expressions read it.
+            column, stage = self.column(out.expr, out.stage)
+            out = replace(out, expr=column, stage=stage)
+        if isinstance(node, Call):
+            self.cache[key] = out
+        return out
+
+    def column(self, expr: pl.Expr, stage: int) -> tuple[pl.Expr, int]:
+        """Materialise ``expr`` (reading columns up to ``stage``) as a column of stage+1."""
+        if self.mode != "padded":
+            return expr, stage
+        name = f"__c{sum(len(s) for s in self.stages)}"
+        while len(self.stages) <= stage:
+            self.stages.append([])
+        self.stages[stage].append(expr.alias(name))
+        return pl.col(name), stage + 1
+
+    def _compile(self, node: Node) -> _Out:
+        if isinstance(node, Field):
+            expr = pl.col(node.name)
+            if self.mode != "padded":
+                expr = expr.cast(pl.Float32).fill_nan(None)
+            return _Out(expr, "f32", clean=True, nan_free=True)
+        if isinstance(node, Const):
+            return _Out(pl.lit(node.value, dtype=pl.Float64), "f64", clean=False, nan_free=True)
+        op = node.op
+        if op in _UNSUPPORTED:
+            raise self.fail(f"operator {op} is not supported by the polars engine", node)
+        if self.full is not None and op in (*_ROLLING, "Quantile", *_PAIR_ROLLING):
+            return self.at_targets(node)
+        if op in _ELEMENT:
+            self.arity(node, 1)
+            return self.element(op, self.compile(node.args[0]), node)
+        if op in _PAIR or op in _COMPARE or op in _LOGIC:
+            self.arity(node, 2)
+            left, right = node.args
+            return self.pair(op, left, right, node)
+        if op == "If":
+            self.arity(node, 3)
+            return self.if_(node)
+        if op in _ROLLING:
+            self.arity(node, 2)
+            return self.rolling(op, node)
+        if op == "Quantile":
+            self.arity(node, 3)
+            n = self.window(node, node.args[1])
+            q = node.args[2]
+            if not isinstance(q, Const) or not 0 <= q.value <= 1:
+                raise self.fail("Quantile's third argument must be a number in [0, 1]", q)
+            x = self.window_input(self.compile(node.args[0]))
+            expr = self.win(x.rolling_quantile(float(q.value), "linear", n, min_samples=1))
+            return self.out64(expr, self.max_stage(node.args[0]))
+        if op in _PAIR_ROLLING:
+            self.arity(node, 3)
+            return self.pair_rolling(op, node)
+        known = ", ".join(OPERATORS)
+        raise self.fail(f"unknown operator {op!r} (known: {known})", node)
+
+    def arity(self, node: Call, expected: int) -> None:
+        if len(node.args) != expected:
+            raise self.fail(
+                f"{node.op} takes {expected} argument{'s' * (expected != 1)}, got {len(node.args)}",
+                node,
+            )
+
+    def max_stage(self, *nodes: Node) -> int:
+        return max((self.compile(n).stage for n in nodes), default=0)
+
+    def out64(self, expr: pl.Expr, stage: int, nan_free: bool = True) -> _Out:
+        return _Out(expr, "f64", clean=False, nan_free=nan_free, stage=stage)
+
+    # -- targets mode ------------------------------------------------------------------------
+
+    def at_targets(self, node: Call) -> _Out:
+        """A window or Ref read at the target rows, from inputs computed over the whole panel."""
+        full = self.full
+        assert full is not None
+        full.text = self.text
+        # Compiling the whole node in full context checks it (arity, window, allow_future) with
+        # the same messages as the other modes; only EMA, with its unbounded memory, uses it.
+        whole = full.compile(node)
+        op, args = node.op, node.args
+        if op == "EMA":
+            return self.out64(self.gather("Ref", (self.full_input(node, whole.expr),), 0), 0)
+        if op in ("Ref", "Delta"):
+            n = int(args[1].value) if isinstance(args[1], Const) else 0
+            x_full = full.compile(args[0])
+            shifted = self.gather("Ref", (self.full_input(args[0], x_full.expr),), n)
+            if op == "Ref":
+                return _Out(shifted, x_full.kind, False, x_full.nan_free)
+            x = self.compile(args[0])
+            kind: Kind = "f64" if x.kind == "f64" else "f32"
+            current = self.numeric(x, kind)
+            before = shifted.cast(_DTYPE[kind])
+            return _Out(current - before, kind, False, x.nan_free and x_full.nan_free)
+        window_args = args[:1] if op not in _PAIR_ROLLING else args[:2]
+        inputs = tuple(
+            self.full_input(a, full.window_input(full.compile(a)), window=True) for a in window_args
+        )
+        n_node = args[1] if op == "Quantile" else args[-1]
+        n = int(n_node.value) if isinstance(n_node, Const) else 0
+        q = args[2] if op == "Quantile" else None
+        quantile = float(q.value) if isinstance(q, Const) else None
+        return self.out64(self.gather(op, inputs, n, quantile), 0)
+
+    def full_input(self, node: Node, expr: pl.Expr, window: bool = False) -> str:
+        """The full-frame column holding ``expr`` (node's value, as a window reads it if
+        ``window``), added once however many target columns read it."""
+        key = f"{node.key()}|{'window' if window else 'value'}"
+        if key not in self.full_columns:
+            self.full_columns[key] = expr.alias(f"__f{len(self.full_columns)}")
+        return self.full_columns[key].meta.output_name()
+
+    def gather(self, op: str, inputs: tuple[str, ...], n: int, q: float | None = None) -> pl.Expr:
+        key = f"{op}({','.join(inputs)},{n},{q})"
+        if key not in self.gathers:
+            self.gathers[key] = _Gather(f"__t{len(self.gathers)}", op, inputs, n, q)
+        return pl.col(self.gathers[key].name)
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def win(self, expr: pl.Expr) -> pl.Expr:
+        return expr.over(INSTRUMENT) if self.mode == "over" else expr
+
+    def mask(self, expr: pl.Expr) -> pl.Expr:
+        return pl.when(pl.col(_REAL)).then(expr) if self.mode == "padded" else expr
+
+    def pos(self) -> pl.Expr:
+        if self.mode == "over":
+            return pl.int_range(pl.len(), dtype=pl.Int64).over(INSTRUMENT)
+        return pl.col(_POS)
+
+    @staticmethod
+    def numeric(out: _Out, kind: Kind) -> pl.Expr:
+        expr = out.expr
+        if out.kind != kind:
+            expr = expr.cast(pl.Float32 if kind == "f32" else pl.Float64)
+        return expr if out.nan_free else expr.fill_nan(None)
+
+    def window_input(self, out: _Out) -> pl.Expr:
+        """Float64, NaN as missing, and missing on padding rows: what a window may read."""
+        expr = self.numeric(out, "f64")
+        return expr if out.clean else self.mask(expr)
+
+    def window(self, call: Call, arg: Node) -> int:
+        if not isinstance(arg, Const) or not isinstance(arg.value, int):
+            raise self.fail(f"{call.op}'s window must be an integer literal", arg)
+        if arg.value == 0:
+            raise self.fail(f"{call.op} with N=0 (expanding window) is not supported", arg)
+        if arg.value < 0:
+            raise self.fail(f"{call.op}'s window must be positive", arg)
+        least = _MIN_WINDOW.get(call.op, 1)
+        if arg.value < least:
+            raise self.fail(f"{call.op}'s window must be at least {least}", arg)
+        self.lookback = max(self.lookback, arg.value)
+        return arg.value
+
+    # -- element-wise ------------------------------------------------------------------------
+
+    def element(self, op: str, x: _Out, node: Call) -> _Out:
+        if op == "Not":
+            if x.kind != "bool":
+                raise self.fail("Not needs a boolean operand (a comparison)", node)
+            return replace(x, expr=self.mask(~x.expr), clean=True)
+        kind: Kind = "f64" if x.kind == "f64" else "f32"
+        expr = self.numeric(x, kind)
+        if op == "Abs":
+            return replace(x, expr=expr.abs(), kind=kind)
+        if op == "Neg":
+            return replace(x, expr=-expr, kind=kind)
+        if op == "Sign":
+            # Qlib casts to float32 before np.sign.
+            return replace(x, expr=expr.cast(pl.Float32).sign(), kind="f32")
+        # numpy's float32 log differs from polars' in the last bits; those bits matter when a
+        # window of log-volumes is nearly flat (Corr), so the log is numpy's.
+        logged = expr.map_batches(_numpy_log, return_dtype=_DTYPE[kind], is_elementwise=True)
+        return replace(x, expr=logged, kind=kind, nan_free=False)
+
+    def pair(self, op: str, left_node: Node, right_node: Node, node: Call) -> _Out:
+        left, right = self.compile(left_node), self.compile(right_node)
+        stage = max(left.stage, right.stage)
+        if op in _LOGIC:
+            if left.kind != "bool" or right.kind != "bool":
+                raise self.fail(f"{op} needs boolean operands (comparisons)", node)
+            expr = left.expr & right.expr if op == "And" else left.expr | right.expr
+            return _Out(self.mask(expr), "bool", clean=True, nan_free=True, stage=stage)
+        kind = _result_kind((left, left_node), (right, right_node))
+        a = self.numeric(left, kind)
+        b = self.numeric(right, kind)
+        clean = (left.clean or isinstance(left_node, Const)) and (
+            right.clean or isinstance(right_node, Const)
+        )
+        if op in _COMPARE:
+            compared = {
+                "Gt": a > b,
+                "Ge": a >= b,
+                "Lt": a < b,
+                "Le": a <= b,
+                "Eq": a == b,
+                "Ne": a != b,
+            }[op]
+            expr = self.mask(compared.fill_null(op == "Ne"))
+            return _Out(expr, "bool", clean=True, nan_free=True, stage=stage)
+        nan_free = left.nan_free and right.nan_free
+        if op == "Add":
+            expr = a + b
+        elif op == "Sub":
+            expr = a - b
+        elif op == "Mul":
+            expr = a * b
+        elif op == "Div":
+            expr, nan_free = a / b, False
+        elif op == "Power":
+            expr, nan_free = a.pow(b), False
+        else:
+            either_missing = a.is_null() | b.is_null()
+            extreme = pl.max_horizontal(a, b) if op == "Greater" else pl.min_horizontal(a, b)
+            expr = pl.when(either_missing).then(None).otherwise(extreme)
+        return _Out(expr, kind, clean=clean, nan_free=nan_free, stage=stage)
+
+    def if_(self, node: Call) -> _Out:
+        _, left_node, right_node = node.args
+        cond, left, right = (self.compile(n) for n in node.args)
+        if cond.kind == "bool":
+            truth = cond.expr
+        else:
+            # np.where treats NaN (a missing value) as true.
+            value = self.numeric(cond, "f64")
+            truth = value.is_null() | (value != 0)
+        kind = _result_kind((left, left_node), (right, right_node))
+        expr = pl.when(truth).then(self.numeric(left, kind)).otherwise(self.numeric(right, kind))
+        stage = max(cond.stage, left.stage, right.stage)
+        nan_free = left.nan_free and right.nan_free
+        return _Out(self.mask(expr), kind, clean=True, nan_free=nan_free, stage=stage)
+
+    # -- windows -----------------------------------------------------------------------------
+
+    def rolling(self, op: str, node: Call) -> _Out:
+        feature, n_node = node.args
+        if op == "Ref":
+            return self.ref(node, feature, n_node)
+        if op == "EMA" and isinstance(n_node, Const) and isinstance(n_node.value, float):
+            if not 0 < n_node.value < 1:
+                raise self.fail("EMA's float argument is alpha and must be in (0, 1)", n_node)
+            return self.ema(feature, alpha=n_node.value)
+        n = self.window(node, n_node)
+        if op == "EMA":
+            return self.ema(feature, span=n)
+        x_out = self.compile(feature)
+        stage = x_out.stage
+        if op == "Delta":
+            x = self.numeric(x_out, x_out.kind if x_out.kind != "bool" else "f32")
+            kind: Kind = "f64" if x_out.kind == "f64" else "f32"
+            return _Out(x - self.win(x.shift(n)), kind, False, x_out.nan_free, stage)
+        x = self.window_input(x_out)
+        if op in ("IdxMax", "IdxMin", "Mad", "Rank"):
+            kernel = window_kernel(op, n)
+            struct = pl.struct(x.alias("v"), self.pos().alias("p"))
+            expr = struct.map_batches(kernel, return_dtype=pl.Float64)
+            return self.out64(expr, stage)
+        simple: dict[str, Callable[[], pl.Expr]] = {
+            "Mean": lambda: x.rolling_mean(n, min_samples=1),
+            "Sum": lambda: x.rolling_sum(n, min_samples=1),
+            "Std": lambda: x.rolling_std(n, min_samples=1),
+            "Var": lambda: x.rolling_var(n, min_samples=1),
+            "Max": lambda: x.rolling_max(n, min_samples=1),
+            "Min": lambda: x.rolling_min(n, min_samples=1),
+            "Med": lambda: x.rolling_median(n, min_samples=1),
+            "Count": lambda: _present(x).rolling_sum(n, min_samples=1),
+        }
+        if op in simple:
+            return self.out64(self.win(simple[op]()), stage, nan_free=op not in ("Std", "Var"))
+        if op in ("Skew", "Kurt"):
+            return self.out64(self.moment(op, x, n), stage, nan_free=False)
+        sums, stage = self.sums(x, n, stage)
+        if op == "WMA":
+            return self.out64(self.wma(n, sums), stage)
+        return self.out64(self.regression(op, x, n, sums), stage, nan_free=False)
+
+    def ref(self, node: Call, feature: Node, n_node: Node) -> _Out:
+        if not isinstance(n_node, Const) or not isinstance(n_node.value, int):
+            raise self.fail("Ref's offset must be an integer literal", n_node)
+        n = n_node.value
+        if n == 0:
+            raise self.fail("Ref(x, 0) (Qlib's 'first loaded value') is not supported", n_node)
+        if n < 0 and not self.allow_future:
+            raise self.fail(
+                "Ref with a negative offset reads future sessions; pass allow_future=True "
+                "(labels only)",
+                n_node,
+            )
+        self.lookback = max(self.lookback, abs(n))
+        x = self.compile(feature)
+        return _Out(self.win(x.expr.shift(n)), x.kind, False, x.nan_free, x.stage)
+
+    def ema(self, feature: Node, span: int | None = None, alpha: float | None = None) -> _Out:
+        x_out = self.compile(feature)
+        x = self.window_input(x_out)
+        smoothed = x.ewm_mean(span=span, alpha=alpha, adjust=True, min_samples=1)
+        # pandas' ewm carries the last mean over a missing session; polars leaves it empty.
+        group = INSTRUMENT if self.mode == "over" else _GROUP
+        return self.out64(smoothed.forward_fill().over(group), x_out.stage)
+
+    def moment(self, op: str, x: pl.Expr, n: int) -> pl.Expr:
+        if op == "Skew":
+            value, flat = x.rolling_skew(n, bias=False, min_samples=3), 0.0
+        else:
+            value, flat = x.rolling_kurtosis(n, fisher=True, bias=False, min_samples=4), -3.0
+        # pandas returns 0 (skew) and -3 (kurt) for a constant window, polars NaN.
+        constant = x.rolling_max(n, min_samples=1) == x.rolling_min(n, min_samples=1)
+        return self.win(pl.when(constant & value.is_nan()).then(flat).otherwise(value))
+
+    def sums(self, x: pl.Expr, n: int, stage: int) -> tuple[dict[str, pl.Expr], int]:
+        """Windowed sums over the valid rows of x against their session positions t, shared by
+        Slope, Rsquare, Resi and WMA of the same input and window."""
+        cache_key = (str(x), n)
+        if cache_key in self.sum_cache:
+            return self.sum_cache[cache_key]
+        t = pl.when(x.is_not_null()).then(self.pos().cast(pl.Float64))
+        parts = {"n": _present(x), "t": t, "tt": t * t, "y": x, "ty": t * x, "yy": x * x}
+        sums: dict[str, pl.Expr] = {}
+        for name, part in parts.items():
+            sums[name], summed = self.column(self.win(part.rolling_sum(n, min_samples=1)), stage)
+        self.sum_cache[cache_key] = (sums, summed)
+        return sums, summed
+
+    def regression(self, op: str, x: pl.Expr, n: int, s: dict[str, pl.Expr]) -> pl.Expr:
+        slope = (s["n"] * s["ty"] - s["t"] * s["y"]) / (s["n"] * s["tt"] - s["t"] * s["t"])
+        if op == "Slope":
+            return slope
+        if op == "Resi":
+            t = self.pos().cast(pl.Float64)
+            return (x - s["y"] / s["n"]) - slope * (t - s["t"] / s["n"])
+        covariance = s["n"] * s["ty"] - s["t"] * s["y"]
+        spread_t = s["n"] * s["tt"] - s["t"] * s["t"]
+        spread_y = s["n"] * s["yy"] - s["y"] * s["y"]
+        rsquare = covariance * covariance / (spread_t * spread_y)
+        flat = self.win(x.rolling_std(n, min_samples=1)) <= CONSTANT_STD
+        return pl.when(flat).then(None).otherwise(rsquare)
+
+    def wma(self, n: int, s: dict[str, pl.Expr]) -> pl.Expr:
+        pos = self.pos().cast(pl.Float64)
+        length = pl.min_horizontal(pl.lit(float(n)), pos + 1.0)
+        weighted = s["ty"] - (pos - length) * s["y"]
+        return weighted / (length * (length + 1.0) / 2.0) / s["n"]
+
+    def pair_rolling(self, op: str, node: Call) -> _Out:
+        left_node, right_node, n_node = node.args
+        n = self.window(node, n_node)
+        left, right = self.compile(left_node), self.compile(right_node)
+        a, b = self.window_input(left), self.window_input(right)
+        # pandas pairs the two sides first: a row counts only when both are present.
+        pa = pl.when(b.is_not_null()).then(a)
+        pb = pl.when(a.is_not_null()).then(b)
+
+        def mean(e: pl.Expr) -> pl.Expr:
+            return self.win(e.rolling_mean(n, min_samples=1))
+
+        count = self.win(_present(pa).rolling_sum(n, min_samples=1))
+        cov = (mean(pa * pb) - mean(pa) * mean(pb)) * (count / (count - 1.0))
+        stage = max(left.stage, right.stage)
+        if op == "Cov":
+            return self.out64(cov, stage, nan_free=False)
+        var_a = self.win(pa.rolling_var(n, min_samples=1))
+        var_b = self.win(pb.rolling_var(n, min_samples=1))
+        corr = cov / (var_a * var_b).sqrt()
+        flat = (self.win(a.rolling_std(n, min_samples=1)) <= CONSTANT_STD) | (
+            self.win(b.rolling_std(n, min_samples=1)) <= CONSTANT_STD
+        )
+        return self.out64(pl.when(flat).then(None).otherwise(corr), stage, nan_free=False)
+
+
+_DTYPE: dict[Kind, pl.DataType] = {"f32": pl.Float32(), "f64": pl.Float64(), "bool": pl.Boolean()}
+
+
+def _numpy_log(series: pl.Series) -> pl.Series:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        values = np.log(series.fill_null(np.nan).to_numpy())
+    return pl.Series(series.name, values, nan_to_null=True)
+
+
+def _present(x: pl.Expr) -> pl.Expr:
+    return x.is_not_null().cast(pl.Float64)
+
+
+def _result_kind(*operands: tuple[_Out, Node]) -> Kind:
+    """numpy's promotion: float32 stays float32 against float32, booleans or Python numbers."""
+    kinds = {out.kind for out, node in operands if not isinstance(node, Const)}
+    return "f64" if "f64" in kinds or not kinds else "f32"
+
+
+def _finish(out: _Out) -> pl.Expr:
+    """Qlib's ``D.features`` casts every result to float32; missing values are NaN."""
+    expr = out.expr.cast(pl.Float32)
+    return expr.fill_null(float("nan"))
+
+
+def _check_fields_used(node: Node, text: str) -> None:
+    if isinstance(node, Const):
+        raise ExpressionError("the expression must use at least one $field", text, node.pos)
+
+
+def validate_expression(expr: str, *, allow_future: bool = False) -> None:
+    """Raise :class:`ExpressionError` if ``expr`` cannot be compiled."""
+    compile_expression(expr, allow_future=allow_future)
+
+
+def lookback(expressions: Sequence[str]) -> int:
+    """Sessions one output row depends on, itself included: a run over that many recent
+    sessions reproduces the last session of a full-history run.
+
+    Nested windows add up along each path, as Qlib's ``get_extended_window_size`` does:
+    ``Mean(Ref($close, 1), 60)`` needs 61 sessions.
+    """
+    return 1 + max((_extent(parse(text)) for text in expressions), default=0)
+
+
+def _extent(node: Node) -> int:
+    if not isinstance(node, Call):
+        return 0
+    inner = max((_extent(a) for a in node.args), default=0)
+    windowed = node.op in (*_ROLLING, "Quantile", *_PAIR_ROLLING)
+    if windowed and isinstance(node.args[-1 if node.op != "Quantile" else 1], Const):
+        n = node.args[-1 if node.op != "Quantile" else 1].value
+        if node.op == "Ref":
+            return inner + max(int(n), 0)
+        if isinstance(n, int):
+            return inner + max(n - 1, 0) + (node.op == "Delta")
+    return inner
+
+
+def compile_expression(expr: str, *, allow_future: bool = False) -> pl.Expr:
+    """One Qlib expression as a polars expression over a session panel.
+
+    The frame it runs on must come from :func:`to_session_panel` (sorted by instrument then
+    date, every session of an instrument's life present); windows run ``.over("instrument")``.
+    The result is float32 with NaN for missing values, as Qlib's ``D.features`` returns it.
+    """
+    compiler = _Compiler("over", allow_future)
+    compiler.text = expr
+    node = parse(expr)
+    _check_fields_used(node, expr)
+    return _finish(compiler.compile(node)).alias(expr)
+
+
+def to_session_panel(
+    bars: pl.DataFrame,
+    sessions: Sequence[date] | None = None,
+    *,
+    first_dates: Mapping[str, date] | None = None,
+) -> pl.DataFrame:
+    """Each instrument's bars reindexed onto every session from its first to its last bar.
+
+    This is the series Qlib reads from a ``.bin`` file: the file runs from the first to the last
+    bar and a session inside without a bar is NaN (here: null). ``sessions`` is the market
+    calendar; by default the union of the dates in ``bars`` (what ``dump_bin`` would write).
+    ``first_dates`` (an instrument's first bar ever) start an instrument's rows earlier than its
+    first bar in ``bars`` (never before the calendar's first session): a recent window of bars
+    then yields the same panel rows as the full history.
+    """
+    fields = [c for c in FIELDS if c in bars.columns]
+    if sessions is None:
+        calendar = bars.get_column("date").unique().sort()
+    else:
+        calendar = pl.Series("date", sorted(sessions), dtype=pl.Date)
+    cal = pl.DataFrame({"date": calendar}).with_row_index("__slot")
+    located = bars.select(INSTRUMENT, "date", *fields).join(cal, on="date", how="left")
+    stray = located.filter(pl.col("__slot").is_null())
+    if stray.height:
+        first = stray.row(0, named=True)
+        raise ValueError(
+            f"{stray.height} bars fall outside the session calendar, e.g. "
+            f"{first[INSTRUMENT]} on {first['date']}"
+        )
+    bounds = located.group_by(INSTRUMENT).agg(
+        pl.col("__slot").min().alias("__first"), pl.col("__slot").max().alias("__last")
+    )
+    if first_dates:
+        # A listing before the calendar starts clamps to its first session (slot 0).
+        slots = calendar.search_sorted(pl.Series(list(first_dates.values()), dtype=pl.Date))
+        listed = pl.DataFrame(
+            {INSTRUMENT: list(first_dates), "__listed": slots},
+            schema={INSTRUMENT: pl.String, "__listed": pl.UInt32},
+        )
+        bounds = bounds.join(listed, on=INSTRUMENT, how="left").with_columns(
+            pl.min_horizontal("__first", pl.col("__listed").fill_null(pl.col("__first")))
+        )
+    spans = bounds.select(
+        INSTRUMENT, pl.int_ranges("__first", pl.col("__last") + 1).alias("__slot")
+    )
+    grid = spans.explode("__slot").join(cal, on="__slot", how="left")
+    return (
+        grid.join(located.drop("__slot"), on=[INSTRUMENT, "date"], how="left")
+        .select(INSTRUMENT, "date", *fields)
+        .sort(INSTRUMENT, "date")
+    )
+
+
+def _padded(panel: pl.DataFrame, pad: int) -> pl.DataFrame:
+    """The panel with ``pad`` empty rows before each instrument and after the last one.
+
+    Windows then run over the whole column without ``over``: an instrument's first windows
+    reach only into empty rows, which every window op skips.
+    """
+    codes = panel.get_column(INSTRUMENT).rle_id().to_numpy()
+    rows = len(codes)
+    n_inst = int(codes[-1]) + 1 if rows else 0
+    total = rows + (n_inst + 1) * pad
+    at = np.arange(rows) + (codes + 1) * pad
+    starts = np.searchsorted(codes, np.arange(n_inst))
+    pos = np.arange(rows) - starts[codes] if rows else np.zeros(0, dtype=np.int64)
+    group = np.repeat(np.arange(n_inst + 1), pad)
+    group_full = np.empty(total, dtype=np.int64)
+    real = np.zeros(total, dtype=bool)
+    real[at] = True
+    group_full[at] = codes
+    pad_slots = np.nonzero(~real)[0]
+    group_full[pad_slots] = np.minimum(group, max(n_inst - 1, 0))
+    pos_full = np.full(total, -1, dtype=np.int64)
+    pos_full[at] = pos
+    columns: dict[str, pl.Series] = {
+        _REAL: pl.Series(_REAL, real),
+        _POS: pl.Series(_POS, pos_full),
+        _GROUP: pl.Series(_GROUP, group_full),
+    }
+    for name in FIELDS:
+        if name in panel.columns:
+            values = np.full(total, np.nan, dtype=np.float32)
+            values[at] = panel.get_column(name).cast(pl.Float32).fill_null(np.nan).to_numpy()
+            columns[name] = pl.Series(name, values, nan_to_null=True)
+    return pl.DataFrame(columns)
+
+
+def compute_expressions(
+    panel: pl.DataFrame,
+    expressions: Mapping[str, str],
+    *,
+    allow_future: bool = False,
+    targets: Sequence[date] | None = None,
+) -> pl.DataFrame:
+    """Evaluate named Qlib expressions over a session panel in one polars pass.
+
+    Subexpressions shared between expressions (``$close``, ``Ref($close, 1)``,
+    ``Mean($close, 20)`` ...) are computed once. Returns ``instrument, date`` plus one float32
+    column per name (NaN when missing), rows in the panel's order.
+
+    ``targets``: only the rows of these sessions are returned, and windows are computed at those
+    rows only (the same values as the rows of a run without ``targets``). Meant for a few
+    sessions at the end of a lookback window: the cost grows with the number of target rows.
+    """
+    compiler = _Compiler("padded" if targets is None else "targets", allow_future)
+    trees: dict[str, Node] = {}
+    for name, text in expressions.items():
+        compiler.text = text
+        try:
+            trees[name] = parse(text)
+        except ExpressionError as exc:
+            raise ExpressionError(f"{name}: {exc.reason}", text, exc.position) from None
+        _check_fields_used(trees[name], text)
+    uses: Counter[str] = Counter()
+    for tree in trees.values():
+        _count(tree, uses)
+    compiler.shared = {key for key, count in uses.items() if count > 1}
+    outputs: list[pl.Expr] = []
+    for name, tree in trees.items():
+        compiler.text = expressions[name]
+        try:
+            out = compiler.compile(tree)
+        except ExpressionError as exc:
+            raise ExpressionError(f"{name}: {exc.reason}", exc.text, exc.position) from None
+        outputs.append(_finish(out).alias(name))
+    if targets is not None:
+        return _at_targets(panel, compiler, outputs, targets)
+    frame = _padded(panel, compiler.lookback).lazy()
+    for stage in compiler.stages:
+        frame = frame.with_columns(stage)
+    # Filter only after the windows ran: they must see the padding rows.
+    result = frame.select(_REAL, *outputs).filter(pl.col(_REAL)).drop(_REAL).collect()
+    return pl.concat([panel.select(INSTRUMENT, "date"), result], how="horizontal")
+
+
+def _at_targets(
+    panel: pl.DataFrame, compiler: _Compiler, outputs: list[pl.Expr], targets: Sequence[date]
+) -> pl.DataFrame:
+    """Window inputs over the whole panel, then windows and outputs at the target rows only."""
+    codes = panel.get_column(INSTRUMENT).rle_id().to_numpy()
+    starts = np.flatnonzero(np.diff(codes, prepend=-1))
+    ends = np.append(starts[1:], len(codes))
+    pos = np.arange(len(codes)) - starts[codes]
+    length = (ends - starts)[codes]
+    wanted = pl.Series("date", list(targets), dtype=pl.Date)
+    rows = np.flatnonzero(panel.get_column("date").is_in(wanted.implode()).to_numpy())
+    full = panel.lazy().select(*compiler.full_columns.values()).collect()
+    at = pos[rows]
+    columns: list[pl.Series] = []
+    for job in compiler.gathers.values():
+        if job.op == "Ref":
+            # Ref reads the row ``n`` sessions back (ahead when negative) of the same instrument.
+            source = at - job.n
+            inside = (source >= 0) & (source < length[rows])
+            index = pl.Series(np.where(inside, rows - job.n, 0), dtype=pl.Int64)
+            index = index.set(pl.Series(~inside), None)
+            columns.append(full.get_column(job.inputs[0]).gather(index).alias(job.name))
+            continue
+        values = [
+            full.get_column(c).cast(pl.Float64).fill_null(np.nan).to_numpy() for c in job.inputs
+        ]
+        result = window_statistic_at(job.op, values, rows, at, job.n, job.quantile)
+        columns.append(pl.Series(job.name, result, dtype=pl.Float64, nan_to_null=True))
+    frame = panel[rows].with_columns(columns)
+    return frame.lazy().select(INSTRUMENT, "date", *outputs).collect()
+
+
+def _count(node: Node, uses: Counter[str]) -> None:
+    if isinstance(node, Call):
+        uses[node.key()] += 1
+        for arg in node.args:
+            _count(arg, uses)

@@ -1,0 +1,195 @@
+"""The bars of many instruments as one concatenated series, with per-instrument helpers.
+
+Indicators run on the concatenation of every instrument's sessions (sorted by instrument then
+date). Window-bounded computations run once over the whole concatenation and the first rows of
+each instrument, whose windows reach into the previous instrument, are masked afterwards;
+recursive ones run per instrument, or as one run with each instrument's start corrected.
+
+Running totals (TA-Lib's SUM, SMA, WMA, VAR) would carry rounding left over from a large-valued
+instrument into a small-valued one after it. Their inputs are therefore first scaled per
+instrument by the power of two that brings the instrument's largest magnitude into [0.5, 1);
+power-of-two scaling is exact in floating point, so what is carried over is of the size of the
+instrument's own rounding.
+"""
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from itertools import pairwise
+
+import numpy as np
+import talib
+
+FIELDS = ("open", "high", "low", "close", "volume")
+# Below this weight a restarted recursion's correction vanishes in float64 rounding.
+NEGLIGIBLE_WEIGHT = 1e-18
+
+
+def c_function(name: str) -> Callable[..., np.ndarray]:
+    """TA-Lib's function without the wrapper that accepts pandas and polars series: the
+    wrapper's type checks cost more than a C call on a few hundred sessions."""
+    function = getattr(talib, name)
+    return getattr(function, "__wrapped__", function)
+
+
+_EMA = c_function("EMA")
+_SUM = c_function("SUM")
+
+
+@dataclass(frozen=True)
+class Panel:
+    """Contiguous float64 field arrays and the row offsets where each instrument starts."""
+
+    open: np.ndarray
+    high: np.ndarray
+    low: np.ndarray
+    close: np.ndarray
+    volume: np.ndarray
+    offsets: np.ndarray  # int64, one per instrument plus the total row count
+    _rows_at: dict[tuple[int, int], np.ndarray] = field(default_factory=dict, repr=False)
+    _restarts: dict[tuple[int, int], tuple[np.ndarray, np.ndarray, np.ndarray]] = field(
+        default_factory=dict, repr=False
+    )
+
+    @property
+    def rows(self) -> int:
+        return int(self.offsets[-1])
+
+    @cached_property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    @cached_property
+    def position(self) -> np.ndarray:
+        """Index of each row within its instrument's own sessions."""
+        firsts = np.repeat(self.offsets[:-1], self.lengths)
+        return np.arange(self.rows, dtype=np.int64) - firsts
+
+    @cached_property
+    def bounds(self) -> list[tuple[int, int]]:
+        return list(pairwise(self.offsets.tolist()))
+
+    @cached_property
+    def previous_close(self) -> np.ndarray:
+        """Close of the instrument's previous session; its own close on its first session."""
+        previous = np.empty_like(self.close)
+        previous[1:] = self.close[:-1]
+        previous[self.offsets[:-1]] = self.close[self.offsets[:-1]]
+        return previous
+
+    @cached_property
+    def log_return(self) -> np.ndarray:
+        """Log return over the previous session; 0 on each instrument's first session."""
+        ratio = self.close / self.previous_close
+        return np.log(ratio, out=ratio)
+
+    def unit_scale(self, values: np.ndarray) -> np.ndarray:
+        """Per row, the power of two that brings the largest magnitude of its instrument's
+        ``values`` into [0.5, 1)."""
+        starts = self.offsets[:-1]
+        largest = np.maximum(
+            np.maximum.reduceat(values, starts), -np.minimum.reduceat(values, starts)
+        )
+        return np.repeat(np.ldexp(1.0, -np.frexp(largest)[1]), self.lengths)
+
+    @cached_property
+    def close_scale(self) -> np.ndarray:
+        return self.unit_scale(self.close)
+
+    @cached_property
+    def unit_close(self) -> np.ndarray:
+        return self.close * self.close_scale
+
+    @cached_property
+    def volume_scale(self) -> np.ndarray:
+        return self.unit_scale(self.volume)
+
+    @cached_property
+    def unit_volume(self) -> np.ndarray:
+        return self.volume * self.volume_scale
+
+    @cached_property
+    def return_scale(self) -> np.ndarray:
+        return self.unit_scale(self.log_return)
+
+    @cached_property
+    def unit_return(self) -> np.ndarray:
+        return self.log_return * self.return_scale
+
+    @cached_property
+    def instrument_index(self) -> np.ndarray:
+        return np.repeat(np.arange(self.lengths.size), self.lengths)
+
+    def rows_at(self, low: int, high: int) -> np.ndarray:
+        """Rows whose position within their instrument is in [low, high)."""
+        if (low, high) not in self._rows_at:
+            inside = (self.position >= low) & (self.position < high)
+            self._rows_at[low, high] = np.flatnonzero(inside)
+        return self._rows_at[low, high]
+
+    def mask_before(self, values: np.ndarray, lookback: int) -> np.ndarray:
+        """``values`` with NaN on each instrument's first ``lookback`` sessions (in place)."""
+        values[self.rows_at(0, lookback)] = np.nan
+        return values
+
+    def each_instrument(
+        self,
+        function: Callable[..., np.ndarray | tuple[np.ndarray, ...]],
+        inputs: Sequence[np.ndarray],
+        outputs: int,
+        **kwargs: float,
+    ) -> list[np.ndarray]:
+        """``function(*inputs[instrument], **kwargs)`` on each instrument, concatenated."""
+        results = [np.empty(self.rows) for _ in range(outputs)]
+        for start, end in self.bounds:
+            computed = function(*[values[start:end] for values in inputs], **kwargs)
+            if outputs == 1:
+                results[0][start:end] = computed
+            else:
+                for result, part in zip(results, computed, strict=True):
+                    result[start:end] = part
+        return results
+
+    def rolling_sum(self, values: np.ndarray, window: int) -> np.ndarray:
+        """Sum of the last ``window`` values of each row's instrument (NaN before a full window);
+        ``values`` should be unit-scaled (see the module docstring)."""
+        return self.mask_before(_SUM(values, timeperiod=window), window - 1)
+
+    def restarted_ema(self, values: np.ndarray, period: int, first: int, seed: float) -> np.ndarray:
+        """Per instrument, y_p = y_(p-1) + k (x_p - y_(p-1)) with k = 2 / (period + 1) for
+        positions p >= ``first``, starting from y_(first-1) = ``seed``; NaN before ``first - 1``.
+        ``values`` must be of like magnitude across instruments.
+
+        One TA-Lib EMA runs through the whole concatenation (values before ``first`` count as
+        0). The recursion is linear, so where that run carries over the previous instrument's
+        state it differs from the restarted one by (seed - run at first - 1) x (1 - k)^(p -
+        first + 1), which is added back over the sessions where that weight is not negligible.
+        """
+        padded = np.empty(self.rows + period)
+        padded[:period] = 0.0
+        padded[period:] = values
+        padded[period + self.rows_at(0, first)] = 0.0
+        run_from_pad = _EMA(padded, timeperiod=period)
+        run = run_from_pad[period:]
+        # An instrument shorter than ``first`` has no restarted rows; its anchor is clipped.
+        anchors = np.minimum(period + self.offsets[:-1] + first - 1, run_from_pad.size - 1)
+        gap = seed - run_from_pad[anchors]
+        rows, weights, counts = self._restart_weights(period, first)
+        run[rows] += np.repeat(gap, counts) * weights
+        return self.mask_before(run, first - 1)
+
+    def _restart_weights(
+        self, period: int, first: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Rows whose restart correction is not negligible, their weights (1 - k)^(p - first +
+        1), and how many such rows each instrument has."""
+        key = (period, first)
+        if key not in self._restarts:
+            decay = 1.0 - 2.0 / (period + 1)
+            reach = math.ceil(math.log(NEGLIGIBLE_WEIGHT) / math.log(decay))
+            rows = self.rows_at(first - 1, first + reach)
+            counts = np.clip(np.minimum(self.lengths, first + reach) - max(first - 1, 0), 0, None)
+            weights = decay ** (self.position[rows] - (first - 1)).astype(np.float64)
+            self._restarts[key] = (rows, weights, counts)
+        return self._restarts[key]

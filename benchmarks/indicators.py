@@ -3,13 +3,19 @@
 The reference is what a direct implementation would at least pay: every distinct TA-Lib call of
 the catalog's TA-Lib-backed columns, per instrument, on arrays already split by instrument, calling
 the C functions without the talib package's pandas/polars wrapper (the custom columns are not in
-the reference at all). Ours is ``compute_indicators`` on the polars
-bars frame, including sorting checks, validation and building the output frame.
+the reference at all). Ours is ``compute_indicators`` on the polars bars frame, including sorting
+checks, validation and building the output frame, on ``--threads`` threads (default: one per CPU;
+TA-Lib and numpy release the GIL). The CPU columns sum the time of all threads.
 
-    .venv/bin/python benchmarks/indicators.py [--repeat 5]
+The figures are medians over ``--repeat`` interleaved rounds; the load average is printed
+because other processes on the machine move both sides' times.
+
+    .venv/bin/python benchmarks/indicators.py [--repeat 7] [--threads N]
 """
 
 import argparse
+import os
+import statistics
 import time
 from collections.abc import Callable
 from datetime import date, timedelta
@@ -79,39 +85,53 @@ def talib_reference(bars: pl.DataFrame) -> Callable[[], None]:
     return run
 
 
-def best_of_interleaved(repeat: int, *runs: Callable[[], object]) -> list[tuple[float, float]]:
-    """Best wall and best CPU time (all threads) of each run over ``repeat`` rounds, the runs
-    alternating within a round so that load from other processes hits them alike."""
-    best = [(float("inf"), float("inf"))] * len(runs)
+def median_of_interleaved(repeat: int, *runs: Callable[[], object]) -> list[tuple[float, float]]:
+    """Median wall and median CPU time (all threads) of each run over ``repeat`` rounds, the
+    runs alternating within a round so that load from other processes hits them alike."""
+    times: list[list[tuple[float, float]]] = [[] for _ in runs]
     for _ in range(repeat):
         for index, run in enumerate(runs):
             wall, cpu = time.perf_counter(), time.process_time()
             run()
-            wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-            best[index] = (min(best[index][0], wall), min(best[index][1], cpu))
-    return best
+            times[index].append((time.perf_counter() - wall, time.process_time() - cpu))
+    return [
+        (statistics.median(wall for wall, _ in taken), statistics.median(cpu for _, cpu in taken))
+        for taken in times
+    ]
+
+
+def load() -> str:
+    return " ".join(f"{value:.2f}" for value in os.getloadavg())
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
     talib_columns = sum(spec.talib is not None for spec in CATALOG.values())
-    print(f"catalog: {len(CATALOG)} columns, {talib_columns} TA-Lib-backed; best of {args.repeat}")
+    print(
+        f"catalog: {len(CATALOG)} columns, {talib_columns} TA-Lib-backed; "
+        f"{args.threads or os.cpu_count()} threads; median of {args.repeat}; "
+        f"load average {load()}"
+    )
     print(
         f"{'instruments x sessions':>24} {'ours s':>8} {'TA-Lib s':>9} {'ratio':>6}"
         f" {'ours CPU s':>11} {'TA-Lib CPU s':>13} {'CPU ratio':>10}"
     )
     for instruments, sessions in SHAPES:
         bars = random_bars(instruments, sessions)
-        (ours, ours_cpu), (reference, reference_cpu) = best_of_interleaved(
-            args.repeat, lambda bars=bars: compute_indicators(bars), talib_reference(bars)
+        (ours, ours_cpu), (reference, reference_cpu) = median_of_interleaved(
+            args.repeat,
+            lambda bars=bars: compute_indicators(bars, threads=args.threads),
+            talib_reference(bars),
         )
         label = f"{instruments:,} x {sessions:,}"
         print(
             f"{label:>24} {ours:8.3f} {reference:9.3f} {ours / reference:6.2f}"
             f" {ours_cpu:11.3f} {reference_cpu:13.3f} {ours_cpu / reference_cpu:10.2f}"
         )
+    print(f"load average after: {load()}")
 
 
 if __name__ == "__main__":

@@ -33,6 +33,10 @@ def last_recorded_session(name: str) -> date:
     return _exchange(name).last_session.date()
 
 
+def exchange_timezone(name: str) -> str:
+    return str(_exchange(name).tz)
+
+
 def is_session(name: str, day: date) -> bool:
     cal = _exchange(name)
     ts = pd.Timestamp(day)
@@ -67,6 +71,9 @@ def trading_days_partitions(name: str, start: date) -> dg.DailyPartitionsDefinit
         start_date=first.strftime(PARTITION_FMT),
         end_date=(end + timedelta(days=1)).strftime(PARTITION_FMT),
         fmt=PARTITION_FMT,
+        # The session's partition exists from its morning on, so the routine after the close
+        # can materialize it the same day.
+        end_offset=1,
         exclusions=["0 0 * * 6,0", *holidays],
     )
 

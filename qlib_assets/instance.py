@@ -3,13 +3,49 @@
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
 
 from qlib_assets.settings import Settings
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 INSTANCE_CONFIG = PROJECT_ROOT / "dagster.yaml"
+
+
+_SYNC_MODES = ("FULL", "NORMAL")
+
+
+def set_sqlite_synchronous(mode: str) -> None:
+    """Set SQLite's ``synchronous`` pragma on every SQLAlchemy engine of this process.
+
+    Dagster's SQLite storage runs in WAL mode and opens a connection per event; with the
+    default FULL every event pays a commit fsync and a checkpoint fsync (about 15 ms each
+    here), which made a 1,000-partition backfill spend over a minute storing events. In WAL
+    mode NORMAL stays consistent after a process crash; only a power loss can drop the last
+    transactions. MLflow's and the audit table's SQLite files get the same setting.
+    """
+    if mode not in _SYNC_MODES:
+        raise ValueError(f"sqlite_synchronous must be one of {_SYNC_MODES}, got {mode!r}")
+    _PRAGMA.mode = mode
+    if not event.contains(Engine, "connect", _PRAGMA):
+        event.listen(Engine, "connect", _PRAGMA)
+
+
+class _SynchronousPragma:
+    def __init__(self) -> None:
+        self.mode = "FULL"
+
+    def __call__(self, dbapi_connection: Any, _record: object) -> None:
+        if type(dbapi_connection).__module__.startswith("sqlite3"):
+            cursor = dbapi_connection.cursor()
+            cursor.execute(f"PRAGMA synchronous={self.mode}")
+            cursor.close()
+
+
+_PRAGMA = _SynchronousPragma()
 
 
 def prepare_dagster_home(settings: Settings) -> Path:

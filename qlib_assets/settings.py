@@ -53,7 +53,24 @@ class Settings(BaseSettings):
     home: Path = Field(Path(".qlib_assets"), description="Root of all state.")
     env: Literal["dev", "staging", "prod"] = "dev"
     calendar: str = Field("XSHG", description="exchange-calendars name of the exchange.")
-    start_date: date = Field(date(2018, 1, 2), description="First trading-day partition.")
+    start_date: date = Field(
+        date(2021, 1, 4),
+        description="First trading-day partition; expanding model windows start here too.",
+    )
+    sqlite_synchronous: Literal["FULL", "NORMAL"] = Field(
+        "NORMAL",
+        description="SQLite synchronous pragma for the embedded Dagster, MLflow and audit "
+        "databases (WAL mode: NORMAL survives process crashes, FULL also power loss).",
+    )
+    specs_dir: Path | None = Field(
+        None,
+        description="Folder of model spec YAML files; default: the specs shipped in the package. "
+        "Tuning writes new spec versions here.",
+    )
+    audit_url: str | None = Field(
+        None,
+        description="SQLAlchemy URL of the registry audit table; default SQLite under home.",
+    )
     column_aliases: dict[str, str] = Field(
         default_factory=dict,
         description="Landing column name -> canonical column name, e.g. {'code': 'instrument'}.",
@@ -115,6 +132,10 @@ class Settings(BaseSettings):
     @property
     def dagster_home(self) -> Path:
         return self.root / "dagster"
+
+    @property
+    def mlflow_artifacts(self) -> Path:
+        return self.root / "mlartifacts"
 
     @property
     def mlflow_uri(self) -> str:

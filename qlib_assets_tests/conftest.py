@@ -21,7 +21,7 @@ def small_market() -> Market:
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    home = Settings(home=tmp_path / "home", start_date=date(2023, 1, 3))
+    home = Settings(home=tmp_path / "home", start_date=date(2021, 1, 4))
     home.ensure_dirs()
     return home
 

@@ -35,6 +35,12 @@ The factor definitions stay Qlib's strings; the arithmetic runs in polars. Seman
 - **Delta** is ``x - Ref(x, N)``; **Ref** with a negative offset reads the future and is refused
   unless ``allow_future=True`` (labels).
 
+Evaluation: every row of the panel by default, windows as polars rolling ops over a panel padded
+with empty rows between instruments (Quantile, Rank, IdxMax/IdxMin, Mad as numpy kernels). With
+``targets`` (a few output sessions, e.g. the one session of a daily run), window inputs are
+computed over the whole panel and each window statistic only at the target rows, from their
+gathered windows (:mod:`qlib_assets.features.expression_kernels`); the values are the same.
+
 Not supported (a clear :class:`ExpressionError`): expanding windows (N=0), ``Ref(x, 0)`` (Qlib
 returns the first loaded value, which depends on the query start), float windows other than
 EMA's alpha, and the cross-instrument operators ``Mask``/``ChangeInstrument`` plus
@@ -236,7 +242,9 @@ class _Compiler:
             if not isinstance(q, Const) or not 0 <= q.value <= 1:
                 raise self.fail("Quantile's third argument must be a number in [0, 1]", q)
             x = self.window_input(self.compile(node.args[0]))
-            expr = self.win(x.rolling_quantile(float(q.value), "linear", n, min_samples=1))
+            kernel = window_kernel("Quantile", n, float(q.value))
+            struct = pl.struct(x.alias("v"), self.pos().alias("p"))
+            expr = struct.map_batches(kernel, return_dtype=pl.Float64)
             return self.out64(expr, self.max_stage(node.args[0]))
         if op in _PAIR_ROLLING:
             self.arity(node, 3)
@@ -463,7 +471,10 @@ class _Compiler:
         sums, stage = self.sums(x, n, stage)
         if op == "WMA":
             return self.out64(self.wma(n, sums), stage)
-        return self.out64(self.regression(op, x, n, sums), stage, nan_free=False)
+        if op == "Rsquare":
+            flat, flat_stage = self.flat(feature, n_node)
+            return self.out64(self.rsquare(sums, flat), max(stage, flat_stage), nan_free=False)
+        return self.out64(self.regression(op, x, sums), stage, nan_free=False)
 
     def ref(self, node: Call, feature: Node, n_node: Node) -> _Out:
         if not isinstance(n_node, Const) or not isinstance(n_node.value, int):
@@ -512,19 +523,26 @@ class _Compiler:
         self.sum_cache[cache_key] = (sums, summed)
         return sums, summed
 
-    def regression(self, op: str, x: pl.Expr, n: int, s: dict[str, pl.Expr]) -> pl.Expr:
+    def regression(self, op: str, x: pl.Expr, s: dict[str, pl.Expr]) -> pl.Expr:
         slope = (s["n"] * s["ty"] - s["t"] * s["y"]) / (s["n"] * s["tt"] - s["t"] * s["t"])
         if op == "Slope":
             return slope
-        if op == "Resi":
-            t = self.pos().cast(pl.Float64)
-            return (x - s["y"] / s["n"]) - slope * (t - s["t"] / s["n"])
+        t = self.pos().cast(pl.Float64)
+        return (x - s["y"] / s["n"]) - slope * (t - s["t"] / s["n"])
+
+    @staticmethod
+    def rsquare(s: dict[str, pl.Expr], flat: pl.Expr) -> pl.Expr:
         covariance = s["n"] * s["ty"] - s["t"] * s["y"]
         spread_t = s["n"] * s["tt"] - s["t"] * s["t"]
         spread_y = s["n"] * s["yy"] - s["y"] * s["y"]
         rsquare = covariance * covariance / (spread_t * spread_y)
-        flat = self.win(x.rolling_std(n, min_samples=1)) <= CONSTANT_STD
         return pl.when(flat).then(None).otherwise(rsquare)
+
+    def flat(self, feature: Node, n_node: Node) -> tuple[pl.Expr, int]:
+        """Qlib's constant-window test on ``Std(feature, n)``: the same node as a Std factor,
+        so its column is computed once for STD, Rsquare and Corr of one input and window."""
+        std = self.compile(Call("Std", (feature, n_node), feature.pos))
+        return std.expr <= CONSTANT_STD, std.stage
 
     def wma(self, n: int, s: dict[str, pl.Expr]) -> pl.Expr:
         pos = self.pos().cast(pl.Float64)
@@ -552,10 +570,10 @@ class _Compiler:
         var_a = self.win(pa.rolling_var(n, min_samples=1))
         var_b = self.win(pb.rolling_var(n, min_samples=1))
         corr = cov / (var_a * var_b).sqrt()
-        flat = (self.win(a.rolling_std(n, min_samples=1)) <= CONSTANT_STD) | (
-            self.win(b.rolling_std(n, min_samples=1)) <= CONSTANT_STD
-        )
-        return self.out64(pl.when(flat).then(None).otherwise(corr), stage, nan_free=False)
+        flat_a, stage_a = self.flat(left_node, n_node)
+        flat_b, stage_b = self.flat(right_node, n_node)
+        corr = pl.when(flat_a | flat_b).then(None).otherwise(corr)
+        return self.out64(corr, max(stage, stage_a, stage_b), nan_free=False)
 
 
 _DTYPE: dict[Kind, pl.DataType] = {"f32": pl.Float32(), "f64": pl.Float64(), "bool": pl.Boolean()}
@@ -660,28 +678,41 @@ def to_session_panel(
             f"{stray.height} bars fall outside the session calendar, e.g. "
             f"{first[INSTRUMENT]} on {first['date']}"
         )
-    bounds = located.group_by(INSTRUMENT).agg(
-        pl.col("__slot").min().alias("__first"), pl.col("__slot").max().alias("__last")
+    located = located.sort(INSTRUMENT, "__slot")
+    names, first, last = (
+        located.group_by(INSTRUMENT, maintain_order=True)
+        .agg(pl.col("__slot").min().alias("first"), pl.col("__slot").max().alias("last"))
+        .get_columns()
     )
+    first_slot = first.to_numpy().astype(np.int64)
     if first_dates:
         # A listing before the calendar starts clamps to its first session (slot 0).
-        slots = calendar.search_sorted(pl.Series(list(first_dates.values()), dtype=pl.Date))
-        listed = pl.DataFrame(
-            {INSTRUMENT: list(first_dates), "__listed": slots},
-            schema={INSTRUMENT: pl.String, "__listed": pl.UInt32},
+        listed = pl.DataFrame({INSTRUMENT: names}).join(
+            pl.DataFrame(
+                {INSTRUMENT: list(first_dates), "__listed": list(first_dates.values())},
+                schema={INSTRUMENT: pl.String, "__listed": pl.Date},
+            ),
+            on=INSTRUMENT,
+            how="left",
         )
-        bounds = bounds.join(listed, on=INSTRUMENT, how="left").with_columns(
-            pl.min_horizontal("__first", pl.col("__listed").fill_null(pl.col("__first")))
-        )
-    spans = bounds.select(
-        INSTRUMENT, pl.int_ranges("__first", pl.col("__last") + 1).alias("__slot")
-    )
-    grid = spans.explode("__slot").join(cal, on="__slot", how="left")
-    return (
-        grid.join(located.drop("__slot"), on=[INSTRUMENT, "date"], how="left")
-        .select(INSTRUMENT, "date", *fields)
-        .sort(INSTRUMENT, "date")
-    )
+        listed_dates = listed.get_column("__listed")
+        slots = calendar.search_sorted(listed_dates.fill_null(calendar[0])).to_numpy()
+        earlier = listed_dates.is_not_null().to_numpy()
+        first_slot = np.where(earlier, np.minimum(first_slot, slots), first_slot)
+    lengths = last.to_numpy().astype(np.int64) - first_slot + 1
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    code = np.repeat(np.arange(len(names)), lengths)
+    slot = np.arange(offsets[-1]) - offsets[code] + first_slot[code]
+    # Each bar's row in the panel: its instrument's offset plus its session's distance from
+    # the instrument's first session (bars are sorted by instrument, then session).
+    bar_code = located.get_column(INSTRUMENT).rle_id().to_numpy()
+    at = offsets[bar_code] + located.get_column("__slot").to_numpy() - first_slot[bar_code]
+    columns = [names.gather(pl.Series(code)).alias(INSTRUMENT), calendar.gather(pl.Series(slot))]
+    for name in fields:
+        values = np.full(offsets[-1], np.nan)
+        values[at] = located.get_column(name).cast(pl.Float64).fill_null(np.nan).to_numpy()
+        columns.append(pl.Series(name, values, nan_to_null=True))
+    return pl.DataFrame(columns)
 
 
 def _padded(panel: pl.DataFrame, pad: int) -> pl.DataFrame:

@@ -1,11 +1,10 @@
 """Indicator computations over a ``Panel``; each returns full-length arrays keyed by output.
 
-Arithmetic is done in place where it can: on millions of rows every fresh temporary array costs
-the kernel a zeroed allocation as well as a pass over memory.
+Arithmetic is done in place where it can: every temporary array costs a pass over memory.
 
 Values before an output's lookback are unspecified here (the caller masks them). Where TA-Lib
 implements the indicator its C function gives the numbers; window-bounded functions run once on
-the concatenation of all instruments, recursive ones (infinite memory or path state) per
+the concatenation of the panel's instruments, recursive ones (infinite memory or path state) per
 instrument, except KDJ's smoothing, one restarted run (``Panel.restarted_ema``). The docstrings
 are the definitions.
 """
@@ -162,10 +161,7 @@ def obv_window(panel: Panel, *, timeperiod: int) -> Outputs:
     """On-balance volume over a window: the sum of the last ``timeperiod`` OBV steps
     (+volume on an up close, -volume on a down close), i.e. TA-Lib OBV(t) - OBV(t - timeperiod).
     Unlike the OBV line its value does not depend on where the history starts."""
-    steps = panel.close - panel.previous_close
-    np.sign(steps, out=steps)
-    steps *= panel.unit_volume
-    total = panel.rolling_sum(steps, timeperiod)
+    total = panel.rolling_sum(panel.unit_signed_volume, timeperiod)
     total /= panel.volume_scale
     return {"value": total}
 
@@ -207,12 +203,11 @@ def volume_rsi(panel: Panel, *, timeperiod: int) -> Outputs:
     previous close) as gains and of down sessions as losses, flat sessions neither:
     100 x U / (U + D), U and D Wilder-smoothed (alpha = 1 / timeperiod) and seeded by their
     mean over the first ``timeperiod`` sessions after the first; 0 when U + D is 0. Computed as
-    TA-Lib RSI of the OBV line, whose steps are exactly those signed volumes."""
-
-    def of_obv(close: np.ndarray, volume: np.ndarray) -> np.ndarray:
-        return RSI(OBV(close, volume), timeperiod=timeperiod)
-
-    (value,) = panel.each_instrument(of_obv, (panel.close, panel.volume), 1)
+    TA-Lib RSI of each instrument's OBV line, whose steps are exactly those signed volumes."""
+    # RSI reads only the line's steps: a running sum over the whole panel has them, and
+    # unit-scaled volumes keep its rounding far below any instrument's own steps.
+    line = np.cumsum(panel.unit_signed_volume)
+    (value,) = panel.each_instrument(RSI, (line,), 1, timeperiod=timeperiod)
     return {"value": value}
 
 

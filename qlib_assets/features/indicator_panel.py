@@ -1,9 +1,10 @@
 """The bars of many instruments as one concatenated series, with per-instrument helpers.
 
-Indicators run on the concatenation of every instrument's sessions (sorted by instrument then
-date). Window-bounded computations run once over the whole concatenation and the first rows of
-each instrument, whose windows reach into the previous instrument, are masked afterwards;
-recursive ones run per instrument, or as one run with each instrument's start corrected.
+Indicators run on the concatenation of the sessions of a block of instruments (sorted by
+instrument then date; ``compute_indicators`` cuts the panel into such blocks). Window-bounded
+computations run once over the concatenation and the first rows of each instrument, whose
+windows reach into the previous instrument, are masked afterwards; recursive ones run per
+instrument, or as one run with each instrument's start corrected.
 
 Running totals (TA-Lib's SUM, SMA, WMA, VAR) would carry rounding left over from a large-valued
 instrument into a small-valued one after it. Their inputs are therefore first scaled per
@@ -16,7 +17,6 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from itertools import pairwise
 
 import numpy as np
 import talib
@@ -47,7 +47,10 @@ class Panel:
     close: np.ndarray
     volume: np.ndarray
     offsets: np.ndarray  # int64, one per instrument plus the total row count
-    _rows_at: dict[tuple[int, int], np.ndarray] = field(default_factory=dict, repr=False)
+    _rows_at: dict[tuple[int, int], tuple[np.ndarray, np.ndarray, np.ndarray]] = field(
+        default_factory=dict, repr=False
+    )
+    _split: dict[int, tuple[np.ndarray, list[np.ndarray]]] = field(default_factory=dict, repr=False)
     _restarts: dict[tuple[int, int], tuple[np.ndarray, np.ndarray, np.ndarray]] = field(
         default_factory=dict, repr=False
     )
@@ -57,25 +60,19 @@ class Panel:
         return int(self.offsets[-1])
 
     @cached_property
+    def starts(self) -> np.ndarray:
+        return self.offsets[:-1]
+
+    @cached_property
     def lengths(self) -> np.ndarray:
         return np.diff(self.offsets)
-
-    @cached_property
-    def position(self) -> np.ndarray:
-        """Index of each row within its instrument's own sessions."""
-        firsts = np.repeat(self.offsets[:-1], self.lengths)
-        return np.arange(self.rows, dtype=np.int64) - firsts
-
-    @cached_property
-    def bounds(self) -> list[tuple[int, int]]:
-        return list(pairwise(self.offsets.tolist()))
 
     @cached_property
     def previous_close(self) -> np.ndarray:
         """Close of the instrument's previous session; its own close on its first session."""
         previous = np.empty_like(self.close)
         previous[1:] = self.close[:-1]
-        previous[self.offsets[:-1]] = self.close[self.offsets[:-1]]
+        previous[self.starts] = self.close[self.starts]
         return previous
 
     @cached_property
@@ -84,18 +81,17 @@ class Panel:
         ratio = self.close / self.previous_close
         return np.log(ratio, out=ratio)
 
-    def unit_scale(self, values: np.ndarray) -> np.ndarray:
+    def unit_scale(self, values: np.ndarray, positive: bool = False) -> np.ndarray:
         """Per row, the power of two that brings the largest magnitude of its instrument's
-        ``values`` into [0.5, 1)."""
-        starts = self.offsets[:-1]
-        largest = np.maximum(
-            np.maximum.reduceat(values, starts), -np.minimum.reduceat(values, starts)
-        )
+        ``values`` (all >= 0 if ``positive``) into [0.5, 1)."""
+        largest = np.maximum.reduceat(values, self.starts)
+        if not positive:
+            np.maximum(largest, -np.minimum.reduceat(values, self.starts), out=largest)
         return np.repeat(np.ldexp(1.0, -np.frexp(largest)[1]), self.lengths)
 
     @cached_property
     def close_scale(self) -> np.ndarray:
-        return self.unit_scale(self.close)
+        return self.unit_scale(self.close, positive=True)
 
     @cached_property
     def unit_close(self) -> np.ndarray:
@@ -103,11 +99,20 @@ class Panel:
 
     @cached_property
     def volume_scale(self) -> np.ndarray:
-        return self.unit_scale(self.volume)
+        return self.unit_scale(self.volume, positive=True)
 
     @cached_property
     def unit_volume(self) -> np.ndarray:
         return self.volume * self.volume_scale
+
+    @cached_property
+    def unit_signed_volume(self) -> np.ndarray:
+        """The OBV step of each session, unit-scaled: +volume on an up close, -volume on a
+        down close, 0 on a flat close and on the instrument's first session."""
+        steps = self.close - self.previous_close
+        np.sign(steps, out=steps)
+        steps *= self.unit_volume
+        return steps
 
     @cached_property
     def return_scale(self) -> np.ndarray:
@@ -117,20 +122,25 @@ class Panel:
     def unit_return(self) -> np.ndarray:
         return self.log_return * self.return_scale
 
-    @cached_property
-    def instrument_index(self) -> np.ndarray:
-        return np.repeat(np.arange(self.lengths.size), self.lengths)
-
-    def rows_at(self, low: int, high: int) -> np.ndarray:
-        """Rows whose position within their instrument is in [low, high)."""
-        if (low, high) not in self._rows_at:
-            inside = (self.position >= low) & (self.position < high)
-            self._rows_at[low, high] = np.flatnonzero(inside)
-        return self._rows_at[low, high]
+    def rows_at(self, low: int, high: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Rows whose position within their instrument is in [low, high), those positions, and
+        how many such rows each instrument has; built from the offsets alone, so the cost is
+        that of the rows found, not of the panel."""
+        key = (low, high)
+        if key not in self._rows_at:
+            first = np.minimum(low, self.lengths)
+            counts = np.minimum(high, self.lengths) - first
+            total = int(counts.sum())
+            # Within each instrument's run of found rows, the index counts up from its first.
+            run_starts = np.cumsum(counts) - counts
+            positions = np.arange(total, dtype=np.int64) - np.repeat(run_starts - first, counts)
+            rows = positions + np.repeat(self.starts, counts)
+            self._rows_at[key] = (rows, positions, counts)
+        return self._rows_at[key]
 
     def mask_before(self, values: np.ndarray, lookback: int) -> np.ndarray:
         """``values`` with NaN on each instrument's first ``lookback`` sessions (in place)."""
-        values[self.rows_at(0, lookback)] = np.nan
+        values[self.rows_at(0, lookback)[0]] = np.nan
         return values
 
     def each_instrument(
@@ -141,15 +151,23 @@ class Panel:
         **kwargs: float,
     ) -> list[np.ndarray]:
         """``function(*inputs[instrument], **kwargs)`` on each instrument, concatenated."""
-        results = [np.empty(self.rows) for _ in range(outputs)]
-        for start, end in self.bounds:
-            computed = function(*[values[start:end] for values in inputs], **kwargs)
-            if outputs == 1:
-                results[0][start:end] = computed
-            else:
-                for result, part in zip(results, computed, strict=True):
-                    result[start:end] = part
-        return results
+        if self.lengths.size == 0:
+            return [np.empty(0) for _ in range(outputs)]
+        computed = [
+            function(*parts, **kwargs) for parts in zip(*map(self._parts, inputs), strict=True)
+        ]
+        if outputs == 1:
+            return [np.concatenate(computed)]
+        return [np.concatenate(output) for output in zip(*computed, strict=True)]
+
+    def _parts(self, values: np.ndarray) -> list[np.ndarray]:
+        """Each instrument's view of ``values``; kept, as several families split the same
+        fields."""
+        # The entry holds the array itself, so its id cannot be reused while it is cached.
+        kept = self._split.get(id(values))
+        if kept is None:
+            kept = self._split[id(values)] = (values, np.split(values, self.offsets[1:-1]))
+        return kept[1]
 
     def rolling_sum(self, values: np.ndarray, window: int) -> np.ndarray:
         """Sum of the last ``window`` values of each row's instrument (NaN before a full window);
@@ -169,7 +187,7 @@ class Panel:
         padded = np.empty(self.rows + period)
         padded[:period] = 0.0
         padded[period:] = values
-        padded[period + self.rows_at(0, first)] = 0.0
+        padded[period + self.rows_at(0, first)[0]] = 0.0
         run_from_pad = _EMA(padded, timeperiod=period)
         run = run_from_pad[period:]
         # An instrument shorter than ``first`` has no restarted rows; its anchor is clipped.
@@ -188,8 +206,10 @@ class Panel:
         if key not in self._restarts:
             decay = 1.0 - 2.0 / (period + 1)
             reach = math.ceil(math.log(NEGLIGIBLE_WEIGHT) / math.log(decay))
-            rows = self.rows_at(first - 1, first + reach)
-            counts = np.clip(np.minimum(self.lengths, first + reach) - max(first - 1, 0), 0, None)
-            weights = decay ** (self.position[rows] - (first - 1)).astype(np.float64)
+            rows, positions, counts = self.rows_at(first - 1, first + reach)
+            # A lookup of the few distinct powers costs less than a power per row.
+            weights = np.power(decay, np.arange(reach + 1, dtype=np.float64))[
+                positions - (first - 1)
+            ]
             self._restarts[key] = (rows, weights, counts)
         return self._restarts[key]

@@ -8,9 +8,12 @@ suspension (a missing row, or a row whose fields are null or NaN) is skipped, ne
 import os
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
+from itertools import pairwise
+from typing import cast
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
 
 from qlib_assets.features.indicator_catalog import (
     CATALOG,
@@ -34,6 +37,10 @@ __all__ = [
 ]
 
 KEYS = ("instrument", "date")
+# Rows computed together: small enough that a block's intermediate arrays stay in the CPU
+# cache and are reused by the allocator instead of being faulted in afresh, large enough that
+# the per-call overhead of the families is small against the work.
+BLOCK_ROWS = 1 << 16
 
 
 def compute_indicators(
@@ -47,17 +54,22 @@ def compute_indicators(
 
     ``bars`` is in the raw_bars schema, in any row order; only open, high, low, close and
     volume are read, as given (adjusted prices). Values before a column's lookback, and on
-    suspended rows, are null. Indicator families are computed on ``threads`` threads (default:
-    one per CPU); the result does not depend on it.
+    suspended rows, are null. Blocks of whole instruments are computed on ``threads`` threads
+    (default: one per CPU); the result does not depend on it.
     """
     specs = select(CATALOG if catalog is None else catalog, names)
     frame, lengths = _sorted_fields(bars)
     arrays = {field: frame[field].to_numpy() for field in FIELDS}
-    if not any(np.isnan(values.min(initial=np.inf)) for values in arrays.values()):
+    # A null reads as NaN here, and a minimum is NaN exactly when some value is.
+    lows = {field: values.min(initial=np.inf) for field, values in arrays.items()}
+    if not any(np.isnan(low) for low in lows.values()):
+        _check_values(frame, arrays, lows)
         return _compute(frame, lengths, arrays, specs, threads)
     usable = pl.all_horizontal(pl.col(field).is_not_nan() for field in FIELDS).fill_null(False)
     traded, traded_lengths = _sorted_fields(frame.filter(usable))
     traded_arrays = {field: traded[field].to_numpy() for field in FIELDS}
+    traded_lows = {field: values.min(initial=np.inf) for field, values in traded_arrays.items()}
+    _check_values(traded, traded_arrays, traded_lows)
     computed = _compute(traded, traded_lengths, traded_arrays, specs, threads)
     suspended = frame.filter(~usable).select(KEYS)
     return pl.concat([computed, suspended], how="diagonal").sort(KEYS)
@@ -106,38 +118,84 @@ def _compute(
     specs: list[IndicatorSpec],
     threads: int | None,
 ) -> pl.DataFrame:
-    _check_values(frame, arrays)
     offsets = np.zeros(lengths.size + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
-    panel = Panel(offsets=offsets, **arrays)
-    first_of = {spec.computation: spec for spec in reversed(specs)}
-    # TA-Lib and numpy release the GIL inside their loops, so families run side by side.
-    with ThreadPoolExecutor(max_workers=threads or os.cpu_count() or 1) as pool:
-        running = {
-            key: pool.submit(spec.implementation, panel, **spec.params)
-            for key, spec in first_of.items()
-        }
-        computed = {key: future.result() for key, future in running.items()}
-    columns = [
-        pl.Series(
-            spec.name,
-            panel.mask_before(computed[spec.computation][spec.output], spec.lookback),
-            dtype=pl.Float64,
-            nan_to_null=True,
+    # One contiguous row per output column; polars takes each row without a copy.
+    values = np.empty((len(specs), int(offsets[-1])))
+    # Bit r % 8 of byte r // 8 is set where row r is NaN (Arrow's bit order).
+    nan_bits = np.empty((len(specs), -(-values.shape[1] // 8)), dtype=np.uint8)
+    # Specs of one computation share its implementation and parameters; any of them will do.
+    computations = {spec.computation: spec for spec in specs}
+
+    def compute_block(block: tuple[int, int]) -> None:
+        first, last = block
+        start, end = int(offsets[first]), int(offsets[last])
+        panel = Panel(
+            offsets=offsets[first : last + 1] - start,
+            **{field: column[start:end] for field, column in arrays.items()},
         )
-        for spec in specs
+        computed = {
+            key: spec.implementation(panel, **spec.params) for key, spec in computations.items()
+        }
+        # Bytes of bits that lie wholly inside the block; the others are set once all blocks
+        # are done, as two blocks (two threads) write into them.
+        whole = slice(-(-start // 8), end // 8)
+        inside = slice(whole.start * 8 - start, whole.stop * 8 - start)
+        for index, spec in enumerate(specs):
+            target = values[index, start:end]
+            target[:] = computed[spec.computation][spec.output]
+            panel.mask_before(target, spec.lookback)
+            if whole.start < whole.stop:
+                nan_bits[index, whole] = np.packbits(np.isnan(target[inside]), bitorder="little")
+
+    blocks = _blocks(offsets)
+    # TA-Lib and numpy release the GIL inside their loops, so blocks run side by side.
+    with ThreadPoolExecutor(max_workers=threads or os.cpu_count() or 1) as pool:
+        list(pool.map(compute_block, blocks))
+    # The bytes at block starts and the last, partial byte.
+    shared = np.unique([offsets[first] // 8 for first, _ in blocks[1:]] + [values.shape[1] // 8])
+    shared = shared[shared < nan_bits.shape[1]]
+    rows = shared[:, None] * 8 + np.arange(8)
+    # Rows past the end count as NaN; Arrow ignores bits beyond the length.
+    nan_bits[:, shared] = np.packbits(
+        np.isnan(values[:, np.minimum(rows, values.shape[1] - 1)]) | (rows >= values.shape[1]),
+        axis=-1,
+        bitorder="little",
+    )[..., 0]
+    validity = np.invert(nan_bits, out=nan_bits)
+    columns = [
+        _nullable(values[index], validity[index]).alias(spec.name)
+        for index, spec in enumerate(specs)
     ]
     return frame.select(KEYS).with_columns(columns)
 
 
-def _check_values(frame: pl.DataFrame, arrays: dict[str, np.ndarray]) -> None:
-    """Reject values whose NaN would spread through TA-Lib's running totals to later rows."""
-    prices_ok = all(
-        arrays[field].min(initial=np.inf) > 0 and np.isfinite(arrays[field].max(initial=0.0))
-        for field in FIELDS[:4]
+def _blocks(offsets: np.ndarray) -> list[tuple[int, int]]:
+    """Runs of whole instruments (first, end index) of about BLOCK_ROWS rows each; an
+    instrument longer than that is a block of its own."""
+    targets = np.arange(BLOCK_ROWS, int(offsets[-1]), BLOCK_ROWS)
+    cuts = np.unique(np.concatenate(([0], np.searchsorted(offsets, targets), [offsets.size - 1])))
+    return list(pairwise(cuts.tolist()))
+
+
+def _nullable(values: np.ndarray, validity: np.ndarray) -> pl.Series:
+    """``values`` as a Float64 series without copying them, null where the bit of
+    ``validity`` (Arrow's little-endian bitmap) is 0."""
+    array = pa.Array.from_buffers(
+        pa.float64(), values.size, [pa.py_buffer(validity), pa.py_buffer(values)]
     )
-    volume = arrays["volume"]
-    volume_ok = volume.min(initial=0.0) >= 0 and np.isfinite(volume.max(initial=0.0))
+    return cast(pl.Series, pl.from_arrow(array))
+
+
+def _check_values(
+    frame: pl.DataFrame, arrays: dict[str, np.ndarray], lows: dict[str, float]
+) -> None:
+    """Reject values whose NaN would spread through TA-Lib's running totals to later rows;
+    ``lows`` are the fields' minima (inf when there are no rows)."""
+    prices_ok = all(
+        lows[field] > 0 and np.isfinite(arrays[field].max(initial=0.0)) for field in FIELDS[:4]
+    )
+    volume_ok = lows["volume"] >= 0 and np.isfinite(arrays["volume"].max(initial=0.0))
     if prices_ok and volume_ok:
         return
     rules = {

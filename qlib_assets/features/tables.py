@@ -19,6 +19,9 @@ from qlib_assets.market.raw_bars import instrument_first_dates, read_raw_bars_wi
 from qlib_assets.settings import Settings
 
 LABEL_HORIZON = 2
+# Up to this many target sessions, windows are evaluated at the target rows only; a longer
+# backfill is cheaper as one pass over the whole panel.
+TARGETED_SESSIONS = 20
 # Margin beyond the strict lookback: cheap, and it keeps a window that starts inside a long
 # suspension from ever being the binding constraint.
 ALPHA158_MARGIN = 10
@@ -45,13 +48,13 @@ def indicator_lookback(settings: Settings) -> int:
     Polars custom formulas declare no window; they get the catalog's warm-up, so keep their
     windows within it.
     """
+    load_custom_formulas(settings.custom_indicators)
     warmup = max_warmup(catalog=indicator_catalog(settings))
     qlib_formulas = [f for f in settings.custom_indicators.values() if not is_polars_formula(f)]
     return max(warmup, lookback(qlib_formulas) - 1 if qlib_formulas else 0)
 
 
 def build_indicators(settings: Settings, days: Sequence[date]) -> pl.DataFrame:
-    load_custom_formulas(settings.custom_indicators)
     bars = read_raw_bars_window(settings, days, before=indicator_lookback(settings))
     table = compute_indicators(bars, catalog=indicator_catalog(settings))
     if settings.custom_indicators:
@@ -65,6 +68,7 @@ def build_indicators(settings: Settings, days: Sequence[date]) -> pl.DataFrame:
 
 
 def alpha158_window(custom_factors: Mapping[str, str]) -> int:
+    load_custom_formulas(custom_factors)
     needed = max(
         alpha158_lookback(), lookback(list(custom_factors.values())) if custom_factors else 0
     )
@@ -75,7 +79,6 @@ def build_alpha158(
     settings: Settings, days: Sequence[date], engine: str = "polars"
 ) -> pl.DataFrame:
     """Qlib's 158 factors (float32, raw: normalisation belongs to training), then custom ones."""
-    load_custom_formulas(settings.custom_factors)
     bars = read_raw_bars_window(settings, days, before=alpha158_window(settings.custom_factors))
     window = _window_sessions(settings, bars)
     table = compute_alpha158(
@@ -84,6 +87,7 @@ def build_alpha158(
         sessions=window,
         provider_uri=settings.qlib_data_dir,
         first_dates=instrument_first_dates(settings),
+        targets=list(days) if len(days) <= TARGETED_SESSIONS else None,
     )
     if settings.custom_factors:
         custom = compute_custom(bars, settings.custom_factors, window)

@@ -107,7 +107,8 @@ class ModelRegistry:
 
     def aliases(self, name: str) -> dict[str, str]:
         """alias -> version; read from the registered model (search results leave it empty)."""
-        return dict(self.client.get_registered_model(name).aliases)
+        aliases = self.client.get_registered_model(name).aliases
+        return {alias: str(version) for alias, version in aliases.items()}
 
     def transition(
         self,

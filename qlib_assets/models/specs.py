@@ -5,6 +5,7 @@ lake, the Qlib processors of its data handler and the rolling scheme of its wind
 the file and the field, e.g. ``lgbm_alpha158.yaml: rolling.trunc_days: ...``.
 """
 
+import copy
 import hashlib
 import importlib
 import json
@@ -47,7 +48,12 @@ class ModelSection(_Strict):
         return self
 
     def qlib_config(self) -> dict[str, Any]:
-        return {"class": self.class_name, "module_path": self.module_path, "kwargs": self.kwargs}
+        # A deep copy: Qlib edits kwargs in place (check_transform_proc adds fit times).
+        return {
+            "class": self.class_name,
+            "module_path": self.module_path,
+            "kwargs": copy.deepcopy(self.kwargs),
+        }
 
 
 class FeatureSource(_Strict):
@@ -96,7 +102,12 @@ class ProcessorConfig(_Strict):
         return self
 
     def qlib_config(self) -> dict[str, Any]:
-        return {"class": self.class_name, "module_path": self.module_path, "kwargs": self.kwargs}
+        # A deep copy: Qlib edits kwargs in place (check_transform_proc adds fit times).
+        return {
+            "class": self.class_name,
+            "module_path": self.module_path,
+            "kwargs": copy.deepcopy(self.kwargs),
+        }
 
 
 class ProcessorsSection(_Strict):
@@ -208,8 +219,10 @@ def _import_class(module_path: str, name: str) -> type:
 def _format_errors(source: str, error: ValidationError) -> str:
     lines = []
     for item in error.errors():
-        field = ".".join(str(part) for part in item["loc"]) or "(top level)"
-        lines.append(f"{source}: {field}: {item['msg']}")
+        message = item["msg"].removeprefix("Value error, ")
+        field = ".".join(str(part) for part in item["loc"])
+        # Cross-field checks have no loc of their own; their message starts with the field.
+        lines.append(f"{source}: {field}: {message}" if field else f"{source}: {message}")
     return "\n".join(lines)
 
 

@@ -44,11 +44,26 @@ class TrackedWindow:
     model_name: str
     model_version: str
     model_uri: str
-    report_path: Path
+    report_artifact: str
+    report_path: Path | None = None
 
 
 def experiment_name(spec: ModelSpec) -> str:
     return f"qlib_assets/{spec.name}"
+
+
+def use_experiment(spec: ModelSpec, artifact_root: Path | None) -> None:
+    """Make the spec's experiment current, creating it with artifacts under ``artifact_root``.
+
+    Without an explicit location an SQLite-tracked experiment stores artifacts in ./mlruns of
+    whatever folder the process started in.
+    """
+    name = experiment_name(spec)
+    if artifact_root is not None and mlflow.get_experiment_by_name(name) is None:
+        location = (artifact_root / spec.name).resolve()
+        location.mkdir(parents=True, exist_ok=True)
+        mlflow.create_experiment(name, artifact_location=location.as_uri())
+    mlflow.set_experiment(name)
 
 
 class _MetricStream:
@@ -119,7 +134,7 @@ def _version_tags(
     tags.update(
         {
             **{f"data_version.{asset}": manifest.digest(asset) for asset in manifest.assets()},
-            **{f"metric.{k}": f"{v:.6g}" for k, v in result.metrics().items()},
+            **{f"metric.{k}": f"{v:.10g}" for k, v in result.metrics().items()},
             **{f"lib.{k}": v for k, v in library_versions(tags["model_class"]).items()},
         }
     )
@@ -138,18 +153,23 @@ def train_and_track(
     on_metric: MetricCallback | None = None,
     landing_files: Mapping[str, str] | None = None,
     actor: str = "training",
+    report_dir: Path | None = None,
+    artifact_root: Path | None = None,
 ) -> TrackedWindow:
     """Train ``window``, track it in MLflow, register it as a ``candidate`` version.
 
     ``run_tags``: e.g. ``dagster_run_id``, ``partition_key``, ``asset_key``, ``code_version``.
     ``landing_files``: path -> SHA-256 of the landing files the inputs came from (lineage).
+    ``report_dir``: keep the training report PNG there too (it is always logged to MLflow).
+    ``artifact_root``: where a new experiment keeps its artifacts (default: MLflow's ./mlruns).
     The run ends FINISHED, or FAILED with the error in its ``error`` tag, and the error is raised.
     """
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(tracking_uri)
-    mlflow.set_experiment(experiment_name(spec))
+    use_experiment(spec, artifact_root)
     manifest = data.manifest
     tags = {"spec": spec.ref, "window": window.key, **dict(run_tags or {})}
+    model_class = f"{spec.model.module_path}.{spec.model.class_name}"
     run = mlflow.start_run(run_name=f"{spec.name}:{window.key}", tags=tags)
     status = "FAILED"
     try:
@@ -171,7 +191,9 @@ def train_and_track(
             "lineage/inputs.json",
         )
         with tempfile.TemporaryDirectory(prefix="qlib_model_") as scratch:
-            report = render_report(result, Path(scratch) / f"report_{window.key}.png")
+            report = render_report(
+                result, (report_dir or Path(scratch)) / f"report_{window.key}.png"
+            )
             mlflow.log_artifact(str(report), "report")
             bundle = Path(scratch) / "bundle.pkl"
             write_bundle(bundle, result.model, result.infer_processors, result.feature_columns)
@@ -184,6 +206,10 @@ def train_and_track(
                 python_model=QlibPyfuncModel(),
                 artifacts={BUNDLE: str(bundle)},
                 signature=signature(result.feature_columns),
+                # Explicit requirements: MLflow's inference re-imports the model, seconds each.
+                pip_requirements=[
+                    f"{name}=={ver}" for name, ver in library_versions(model_class).items()
+                ],
                 registered_model_name=spec.name,
             )
         registry = ModelRegistry(tracking_uri, audit)
@@ -210,7 +236,8 @@ def train_and_track(
         model_name=spec.name,
         model_version=version,
         model_uri=f"models:/{spec.name}/{version}",
-        report_path=Path("report") / report.name,
+        report_artifact=f"report/{report.name}",
+        report_path=report if report_dir is not None else None,
     )
 
 

@@ -22,6 +22,7 @@ from typing import Any
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
+import polars as pl
 import xgboost as xgb
 from qlib.contrib.model.gbdt import LGBModel
 from qlib.contrib.model.xgboost import XGBModel
@@ -96,7 +97,7 @@ def _model_kwargs(spec: ModelSpec, n_features: int) -> dict[str, Any]:
         # is True) and passes ``verbose``, which torch >= 2.7 rejects. The same default
         # scheduler, built without it:
         kwargs["scheduler"] = partial(
-            torch_plateau_scheduler(),
+            _torch_plateau_scheduler(),
             mode="min",
             factor=0.5,
             patience=10,
@@ -109,7 +110,7 @@ def _model_kwargs(spec: ModelSpec, n_features: int) -> dict[str, Any]:
     return kwargs
 
 
-def torch_plateau_scheduler() -> type:
+def _torch_plateau_scheduler() -> type:
     from torch.optim.lr_scheduler import ReduceLROnPlateau
 
     return ReduceLROnPlateau
@@ -122,7 +123,8 @@ def _lgb_stream(on_metric: MetricCallback) -> Any:
         }
         on_metric(env.iteration + 1, metrics)
 
-    callback.order = 30  # type: ignore[attr-defined]
+    # After record_evaluation (20), before early_stopping (30), which raises on its last round.
+    callback.order = 25  # type: ignore[attr-defined]
     return callback
 
 
@@ -215,8 +217,6 @@ def _importance(model: Model, columns: tuple[str, ...]) -> pd.Series | None:
 
 
 def _window_frame_slice(frame: WindowFrame, window: Window) -> WindowFrame:
-    import polars as pl
-
     sliced = frame.frame.filter(
         pl.col("date").is_between(window.data_start, max(window.data_end, window.test[1]))
     )

@@ -95,14 +95,17 @@ def test_one_session_run_equals_full_history(market: Market) -> None:
     recent = bars.filter(pl.col("date") >= window[0])
     latest = compute_alpha158(recent, sessions=window, first_dates=first_dates)
     target = days[-1]
+    only = compute_alpha158(recent, sessions=window, first_dates=first_dates, targets=[target])
     a = latest.filter(pl.col("date") == target)
     b = full.filter(pl.col("date") == target)
     assert a.height == b.height > 10
-    assert a.select("instrument").equals(b.select("instrument"))
-    left = a.drop("instrument", "date").to_numpy().astype(np.float64)
-    right = b.drop("instrument", "date").to_numpy().astype(np.float64)
-    assert np.array_equal(np.isnan(left), np.isnan(right))
-    assert np.allclose(left, right, rtol=1e-6, atol=1e-7, equal_nan=True)
+    assert only.columns == a.columns
+    for ours in (a, only):
+        assert ours.select("instrument", "date").equals(b.select("instrument", "date"))
+        left = ours.drop("instrument", "date").to_numpy().astype(np.float64)
+        right = b.drop("instrument", "date").to_numpy().astype(np.float64)
+        assert np.array_equal(np.isnan(left), np.isnan(right))
+        assert np.allclose(left, right, rtol=1e-6, atol=1e-7, equal_nan=True)
 
 
 def test_definitions_are_qlibs() -> None:

@@ -169,3 +169,35 @@ def test_bars_off_the_calendar_are_refused() -> None:
     bars = pl.DataFrame({"instrument": ["A"], "date": [date(2024, 1, 6)], "close": [1.0]})
     with pytest.raises(ValueError, match="outside the session calendar"):
         to_session_panel(bars, [date(2024, 1, 5), date(2024, 1, 8)])
+
+
+@pytest.mark.parametrize("picks", [(119,), (3, 30, 49, 70, 84, 110, 117, 118, 119)])
+def test_targets_equal_the_same_rows_of_a_full_run(
+    shaped: tuple[pl.DataFrame, list[date], Path], picks: tuple[int, ...]
+) -> None:
+    """Windows evaluated at the target rows only (gathered, numpy) against every row (polars):
+    sessions at instrument starts, inside and after suspensions, in the flat stretch, and the
+    last ones, where the label reads past an instrument's end."""
+    bars, days, _ = shaped
+    exprs = OPERATOR_EXPRESSIONS | LABEL
+    panel = to_session_panel(bars, days)
+    targets = [days[i] for i in picks]
+    full = compute_expressions(panel, exprs, allow_future=True)
+    expected = full.filter(pl.col("date").is_in(pl.Series(targets, dtype=pl.Date).implode()))
+    ours = compute_expressions(panel, exprs, allow_future=True, targets=targets)
+    assert ours.height == expected.height > 0
+    _assert_same(ours, expected, list(exprs))
+    for name in exprs:
+        a = ours.get_column(name).to_numpy().astype(np.float64)
+        b = expected.get_column(name).to_numpy().astype(np.float64)
+        assert np.allclose(a, b, rtol=1e-6, atol=1e-7, equal_nan=True), name
+
+
+def test_targets_outside_the_panel_give_no_rows(
+    shaped: tuple[pl.DataFrame, list[date], Path],
+) -> None:
+    bars, days, _ = shaped
+    panel = to_session_panel(bars, days)
+    ours = compute_expressions(panel, {"mean": "Mean($close, 5)"}, targets=[date(2030, 1, 2)])
+    assert ours.columns == ["instrument", "date", "mean"]
+    assert ours.height == 0

@@ -10,7 +10,9 @@ from talib import abstract
 
 from qlib_assets.features.indicator_catalog import talib_input_fields
 from qlib_assets.features.indicators import (
+    BLOCK_ROWS,
     CATALOG,
+    KEYS,
     IndicatorSpec,
     build_catalog,
     compute_indicators,
@@ -396,3 +398,39 @@ def test_short_and_empty_inputs(bars: pl.DataFrame, computed: dict[str, pl.DataF
     )
     kept = ours.filter(~pl.col("instrument").str.ends_with("_NEW"))
     assert_frames_close(kept, computed["default"], 1e-12)
+
+
+def test_thread_count_does_not_change_the_result(
+    bars: pl.DataFrame, computed: dict[str, pl.DataFrame]
+) -> None:
+    one_thread = compute_indicators(bars, catalog=WITH_LINES, threads=1)
+    assert one_thread.equals(computed["default"])
+
+
+def test_panel_of_several_blocks() -> None:
+    """A panel larger than one block (blocks cut between instruments, at rows that are not
+    multiples of 8, so validity bytes straddle two blocks): every column still equals its
+    reference per instrument, nulls are exactly the NaNs, and threads do not change it."""
+    rng = np.random.default_rng(13)
+    lengths = tuple(int(length) for length in rng.integers(180, 320, 600))
+    assert sum(lengths) > 2 * BLOCK_ROWS
+    levels = tuple(float(level) for level in 10 ** rng.uniform(-1, 3, len(lengths)))
+    volumes = tuple(float(volume) for volume in 10 ** rng.uniform(3, 9, len(lengths)))
+    many = random_bars(lengths, levels, volumes, seed=17)
+    ours = compute_indicators(many, catalog=WITH_LINES, threads=2)
+    assert ours.equals(compute_indicators(many, catalog=WITH_LINES, threads=1))
+    assert not ours.select(pl.any_horizontal(pl.exclude(KEYS).is_nan())).to_series().any()
+    starts = np.cumsum((0, *lengths))
+    cuts = set(np.searchsorted(starts, np.arange(BLOCK_ROWS, starts[-1], BLOCK_ROWS)).tolist())
+    assert any(starts[cut] % 8 for cut in cuts)
+    near_cuts = {f"SZ{index:06d}" for cut in cuts for index in (cut - 1, cut)}
+    outputs = by_instrument(ours)
+    for instrument, arrays in by_instrument(many).items():
+        for name, spec in WITH_LINES.items():
+            if spec.talib is not None:
+                reference = talib_reference(spec, arrays)
+            elif instrument in near_cuts:
+                reference = HAND_REFERENCES[spec.family](arrays, **spec.params)[spec.output]
+            else:
+                continue
+            assert_matches(outputs[instrument][name], reference, spec.lookback, TOLERANCE, name)

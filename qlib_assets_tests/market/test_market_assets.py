@@ -11,6 +11,7 @@ import pytest
 
 from qlib_assets.calendar import sessions
 from qlib_assets.definitions import build_definitions
+from qlib_assets.features.alpha158 import qlib_features
 from qlib_assets.instance import prepare_dagster_home
 from qlib_assets.market.generator import Market
 from qlib_assets.orchestration import materialize_range
@@ -118,3 +119,32 @@ def test_definitions_validate(settings: Settings, monkeypatch: pytest.MonkeyPatc
         timeout=300,
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_qlib_reads_raw_bars_after_a_range_rewrite(
+    settings: Settings, small_market: Market
+) -> None:
+    _land(settings, small_market)
+    defs = build_definitions(settings)
+    assets = ["raw_bars", "qlib_dataset"]
+    with dg.instance_for_test() as instance:
+        materialize_range(defs, instance, assets, DAYS[0].isoformat(), DAYS[-1].isoformat())
+        for day in DAYS[10:13]:
+            path = settings.landing_dir / f"bars_{day.isoformat()}.parquet"
+            changed = pl.read_parquet(path).with_columns(
+                pl.col(c) * 1.01 for c in ("open", "high", "low", "close", "vwap")
+            )
+            changed.write_parquet(path)
+        rewrite = materialize_range(
+            defs, instance, assets, DAYS[10].isoformat(), DAYS[12].isoformat()
+        )
+        assert rewrite.success
+    stored = Lake(settings.lake_dir).read_days("raw_bars", DAYS)
+    fields = ["open", "high", "low", "close", "volume", "amount", "vwap", "factor"]
+    read = qlib_features(settings.qlib_data_dir, {f: f"${f}" for f in fields}, stored)
+    got = stored.select("instrument", "date").join(read, on=["instrument", "date"], how="left")
+    expected = stored.select("instrument", "date", *[pl.col(f).cast(pl.Float32) for f in fields])
+    assert got.sort("instrument", "date").equals(expected.sort("instrument", "date"))
+    # Sessions inside an instrument's life without a bar (suspensions) read back as NaN.
+    gaps = read.join(stored, on=["instrument", "date"], how="anti")
+    assert gaps.height > 0 and gaps.select(pl.col(fields).is_nan().all()).row(0) == (True,) * 8

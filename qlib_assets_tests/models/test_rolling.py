@@ -121,7 +121,9 @@ def test_monthly_windows_test_one_calendar_month_each() -> None:
     assert [w.key for w in windows[:2]] == ["2021-07-01", "2021-08-02"]
     assert len(windows) == 24
     for window in windows:
-        month = [d for d in DAYS if (d.year, d.month) == (window.test[0].year, window.test[0].month)]
+        month = [
+            d for d in DAYS if (d.year, d.month) == (window.test[0].year, window.test[0].month)
+        ]
         assert window.test == (month[0], month[-1])
 
 

@@ -1,0 +1,108 @@
+"""One rolling window of one spec: read its partitions from the lake, train, track, register."""
+
+from collections.abc import Mapping, Sequence
+from datetime import date
+from pathlib import Path
+
+from qlib_assets.calendar import last_recorded_session, sessions
+from qlib_assets.market.raw_bars import landing_catalog
+from qlib_assets.models.audit import AuditLog, default_audit_url
+from qlib_assets.models.dataset import WindowFrame, load_window_frame, window_days
+from qlib_assets.models.qlib_metrics import MetricCallback
+from qlib_assets.models.rolling import Window, rolling_windows, window_for_key
+from qlib_assets.models.specs import SPECS_DIR, ModelSpec, load_specs
+from qlib_assets.models.tracking import TrackedWindow, train_and_track
+from qlib_assets.settings import Settings
+from qlib_assets.storage.lake import Lake
+
+
+def specs_folder(settings: Settings) -> Path:
+    return settings.specs_dir or SPECS_DIR
+
+
+def platform_specs(settings: Settings) -> dict[str, ModelSpec]:
+    return load_specs(specs_folder(settings))
+
+
+def platform_sessions(settings: Settings) -> list[date]:
+    """Every session the platform's partitions cover."""
+    return list(
+        sessions(settings.calendar, settings.start_date, last_recorded_session(settings.calendar))
+    )
+
+
+def spec_windows(settings: Settings, spec: ModelSpec) -> list[Window]:
+    """The spec's rolling windows over the platform calendar; a window's key is a partition."""
+    days = platform_sessions(settings)
+    return rolling_windows(spec.rolling, days, last_day=days[-1])
+
+
+def audit_log(settings: Settings) -> AuditLog:
+    return AuditLog(settings.audit_url or default_audit_url(settings.root))
+
+
+def _landing_lineage(settings: Settings, days: Sequence[date]) -> dict[str, str]:
+    catalog = landing_catalog(settings)
+    entries = catalog.scan()
+    return {
+        str(path): entries[path.relative_to(catalog.landing_dir).as_posix()].sha256
+        for path in catalog.files_for(entries, days)
+    }
+
+
+def window_data(settings: Settings, spec: ModelSpec, key: str) -> tuple[Window, WindowFrame]:
+    """The window with test start ``key`` and its train/valid feature and label frame.
+
+    Every train and valid session must have its partitions materialized; the error names the
+    window and the first missing session.
+    """
+    window = window_for_key(spec_windows(settings, spec), key)
+    days = window_days(window, platform_sessions(settings))
+    lake = Lake(settings.lake_dir)
+    for source in [*spec.features, spec.label]:
+        present = set(lake.days(source.asset))
+        missing = [d for d in days if d not in present]
+        if missing:
+            raise FileNotFoundError(
+                f"{spec.ref} window {key}: {source.asset} is not materialized for "
+                f"{len(missing)} session(s) of train/valid {days[0]} .. {days[-1]}, "
+                f"e.g. {missing[0]}"
+            )
+    return window, load_window_frame(lake, spec, days)
+
+
+def serving_features(settings: Settings, spec: ModelSpec) -> list[str]:
+    """The feature columns the platform serves now: the latest partitions of the spec's assets."""
+    lake = Lake(settings.lake_dir)
+    columns: list[str] = []
+    for source in spec.features:
+        days = lake.days(source.asset)
+        if not days:
+            raise FileNotFoundError(f"{source.asset} has no materialized partition to serve from")
+        table = lake.read_days(source.asset, [days[-1]])
+        names = [c for c in table.columns if c not in ("instrument", "date")]
+        columns.extend(source.columns or names)
+    return columns
+
+
+def train_spec_window(
+    settings: Settings,
+    spec: ModelSpec,
+    key: str,
+    run_tags: Mapping[str, str],
+    on_metric: MetricCallback | None = None,
+) -> TrackedWindow:
+    """Train the window whose test segment starts at ``key`` and register it as a candidate."""
+    window, data = window_data(settings, spec, key)
+    return train_and_track(
+        spec,
+        window,
+        data,
+        tracking_uri=settings.mlflow_uri,
+        audit=audit_log(settings),
+        run_tags=run_tags,
+        on_metric=on_metric,
+        landing_files=_landing_lineage(settings, window_days(window, platform_sessions(settings))),
+        report_dir=settings.root / "reports" / spec.name,
+        artifact_root=settings.mlflow_artifacts,
+    )

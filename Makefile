@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export QLIB_ASSETS_HOME ?= $(CURDIR)/.qlib_assets
 
-.PHONY: install demo test test-slow lint format ui bench clean
+.PHONY: install demo test test-slow lint format ui mlflow-ui bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,9 @@ format: $(STAMP)
 
 ui: $(STAMP)
 	DAGSTER_HOME=$$($(BIN)/qlib-assets prepare-instance) $(BIN)/dagster dev -w workspace.yaml
+
+mlflow-ui: $(STAMP)
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(QLIB_ASSETS_HOME)/mlflow.db --host 127.0.0.1 --port 5000
 
 bench: $(STAMP)
 	for script in benchmarks/*.py; do $(BIN)/python $$script || exit 1; done

@@ -1,31 +1,6 @@
-"""The code location: dg.Definitions assembled from the per-domain modules in defs/."""
+"""The code location workspace.yaml loads: the asset graph for the environment's settings."""
 
-import dagster as dg
-
-from qlib_assets.calendar import trading_days_partitions
-from qlib_assets.defs.evaluation import build_evaluation_defs
-from qlib_assets.defs.features import build_feature_defs
-from qlib_assets.defs.market import build_market_defs
-from qlib_assets.defs.models import build_model_defs
-from qlib_assets.defs.online import build_online_defs
-from qlib_assets.defs.qlib_data import build_qlib_data_defs
-from qlib_assets.defs.schedules import build_schedule_defs
-from qlib_assets.instance import set_sqlite_synchronous
-from qlib_assets.settings import Settings, load_settings
-
-
-def build_definitions(settings: Settings) -> dg.Definitions:
-    set_sqlite_synchronous(settings.sqlite_synchronous)
-    trading_days = trading_days_partitions(settings.calendar, settings.start_date)
-    return dg.Definitions.merge(
-        build_market_defs(settings, trading_days),
-        build_qlib_data_defs(settings, trading_days),
-        build_feature_defs(settings, trading_days),
-        build_model_defs(settings),
-        build_online_defs(settings, trading_days),
-        build_evaluation_defs(settings, trading_days),
-        build_schedule_defs(settings),
-    )
-
+from qlib_assets.defs.build import build_definitions
+from qlib_assets.settings import load_settings
 
 defs = build_definitions(load_settings())

@@ -31,3 +31,24 @@ def materialize_range(
         raise_on_error=raise_on_error,
         run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
     )
+
+
+def materialize_partition(
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    asset: str,
+    partition_key: str | None,
+    run_config: dict | None = None,
+    log_level: str = "WARNING",
+) -> dg.ExecuteInProcessResult:
+    """One run of one asset for one partition (None: an unpartitioned asset)."""
+    job = defs.resolve_implicit_global_asset_job_def()
+    return job.execute_in_process(
+        instance=instance,
+        asset_selection=[dg.AssetKey(asset)],
+        partition_key=partition_key,
+        run_config={
+            **(run_config or {}),
+            "loggers": {"console": {"config": {"log_level": log_level}}},
+        },
+    )

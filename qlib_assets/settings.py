@@ -43,6 +43,25 @@ class ValidationSettings(BaseModel):
     )
 
 
+class MonitoringSettings(BaseModel):
+    """Drift and decay thresholds, and the retraining cool-down."""
+
+    spec: str = Field(
+        "lgbm_alpha158", description="Spec whose training window is the reference of feature drift."
+    )
+    method: str = Field("wasserstein", description="Evidently stat test, pinned.")
+    threshold: float = Field(0.45, description="Per-column drift threshold of the method.")
+    retrain_share: float = Field(
+        0.5,
+        description="Share of drifted columns that asks for "
+        "retraining (the drift_share check fails at it).",
+    )
+    decay_window: int = Field(20, description="Sessions of the rolling IC.")
+    decay_ratio: float = Field(0.5, description="Breach below valid IC x this ratio ...")
+    decay_floor: float = Field(0.0, description="... or below this floor, whichever is higher.")
+    cooldown_days: int = Field(30, description="One retraining request per spec per cool-down.")
+
+
 class Settings(BaseSettings):
     """Everything that differs between machines and environments."""
 
@@ -76,6 +95,7 @@ class Settings(BaseSettings):
         description="Landing column name -> canonical column name, e.g. {'code': 'instrument'}.",
     )
     validation: ValidationSettings = Field(default_factory=ValidationSettings)
+    monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
     indicator_params: dict[str, Any] = Field(
         default_factory=dict,
         description="Indicator family -> parameter overrides, a list of them, or null to drop "

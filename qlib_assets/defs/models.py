@@ -1,9 +1,4 @@
-"""Model assets: one per spec YAML, partitioned by rolling window, one MLflow run per window.
-
-dagster-mlflow's resource opens one MLflow run per Dagster run; a ranged launch of windows or a
-re-materialized window needs one run per (spec, window), so training owns its MLflow runs and
-this layer only passes the Dagster context in as tags.
-"""
+"""Model assets: one per spec YAML, partitioned by rolling window, one MLflow run per window."""
 
 import time
 from collections.abc import Mapping
@@ -12,6 +7,7 @@ import dagster as dg
 
 from qlib_assets import __version__
 from qlib_assets.defs.png import png_metadata
+from qlib_assets.defs.resources import MLflowTracking, mlflow_resource
 from qlib_assets.models.specs import ModelSpec
 from qlib_assets.models.window_training import platform_specs, spec_windows, train_spec_window
 from qlib_assets.settings import Settings
@@ -55,7 +51,7 @@ def _model_asset(settings: Settings, spec: ModelSpec) -> dg.AssetsDefinition:
         f"registered version per {spec.rolling.type} window of {spec.rolling.step} "
         "session(s); partition key = the window's first test session.",
     )
-    def model(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+    def model(context: dg.AssetExecutionContext, mlflow: MLflowTracking) -> dg.MaterializeResult:
         key = context.partition_key
         tags = {
             "dagster_run_id": context.run_id,
@@ -64,7 +60,16 @@ def _model_asset(settings: Settings, spec: ModelSpec) -> dg.AssetsDefinition:
             "code_version": __version__,
         }
         context.log.info(f"training {spec.ref} window {key}")
-        tracked = train_spec_window(settings, spec, key, tags, MetricLogger(context))
+        tracked = train_spec_window(
+            settings,
+            spec,
+            key,
+            tags,
+            MetricLogger(context),
+            tracking_uri=mlflow.tracking_uri,
+            audit=mlflow.audit(),
+            artifact_root=mlflow.artifacts(),
+        )
         result = tracked.result
         metrics = result.metrics()
         assert tracked.report_path is not None
@@ -86,5 +91,6 @@ def _model_asset(settings: Settings, spec: ModelSpec) -> dg.AssetsDefinition:
 
 def build_model_defs(settings: Settings) -> dg.Definitions:
     return dg.Definitions(
-        assets=[_model_asset(settings, spec) for spec in platform_specs(settings).values()]
+        assets=[_model_asset(settings, spec) for spec in platform_specs(settings).values()],
+        resources={"mlflow": mlflow_resource(settings)},
     )

@@ -37,8 +37,12 @@ def spec_windows(settings: Settings, spec: ModelSpec) -> list[Window]:
     return rolling_windows(spec.rolling, days, last_day=days[-1])
 
 
+def audit_url(settings: Settings) -> str:
+    return settings.audit_url or default_audit_url(settings.root)
+
+
 def audit_log(settings: Settings) -> AuditLog:
-    return AuditLog(settings.audit_url or default_audit_url(settings.root))
+    return AuditLog(audit_url(settings))
 
 
 def _landing_lineage(settings: Settings, days: Sequence[date]) -> dict[str, str]:
@@ -91,18 +95,24 @@ def train_spec_window(
     key: str,
     run_tags: Mapping[str, str],
     on_metric: MetricCallback | None = None,
+    tracking_uri: str | None = None,
+    audit: AuditLog | None = None,
+    artifact_root: Path | None = None,
 ) -> TrackedWindow:
-    """Train the window whose test segment starts at ``key`` and register it as a candidate."""
+    """Train the window whose test segment starts at ``key`` and register it as a candidate.
+
+    MLflow and the audit table default to the settings' embedded ones.
+    """
     window, data = window_data(settings, spec, key)
     return train_and_track(
         spec,
         window,
         data,
-        tracking_uri=settings.mlflow_uri,
-        audit=audit_log(settings),
+        tracking_uri=tracking_uri or settings.mlflow_uri,
+        audit=audit or audit_log(settings),
         run_tags=run_tags,
         on_metric=on_metric,
         landing_files=_landing_lineage(settings, window_days(window, platform_sessions(settings))),
         report_dir=settings.root / "reports" / spec.name,
-        artifact_root=settings.mlflow_artifacts,
+        artifact_root=artifact_root or settings.mlflow_artifacts,
     )

@@ -5,6 +5,7 @@ from datetime import date
 
 from qlib_assets.calendar import is_session, shift_sessions
 from qlib_assets.features.tables import LABEL_HORIZON
+from qlib_assets.models.rolling import Window
 from qlib_assets.models.window_training import platform_specs, spec_windows
 from qlib_assets.online.tables import SIGNAL, online_model_uris, predictions_asset
 from qlib_assets.settings import Settings
@@ -60,3 +61,11 @@ def due_retrains(settings: Settings) -> list[RoutineRequest]:
                 )
             )
     return requests
+
+
+def latest_trainable_window(settings: Settings, spec_name: str) -> Window | None:
+    """The newest window whose train and valid labels are all materialized."""
+    labelled = set(Lake(settings.lake_dir).days("labels"))
+    spec = platform_specs(settings)[spec_name]
+    ready = [w for w in spec_windows(settings, spec) if w.data_end in labelled]
+    return ready[-1] if ready else None

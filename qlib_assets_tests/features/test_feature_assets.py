@@ -8,7 +8,7 @@ import polars as pl
 import pytest
 
 from qlib_assets.calendar import sessions
-from qlib_assets.definitions import build_definitions
+from qlib_assets.defs.build import build_definitions
 from qlib_assets.features.alpha158 import compute_alpha158, compute_label
 from qlib_assets.features.indicators import compute_indicators
 from qlib_assets.features.tables import indicator_lookback

@@ -8,7 +8,7 @@ import dagster as dg
 import polars as pl
 
 from qlib_assets.calendar import sessions
-from qlib_assets.definitions import build_definitions
+from qlib_assets.defs.build import build_definitions
 from qlib_assets.market.generator import Market
 from qlib_assets.settings import Settings
 

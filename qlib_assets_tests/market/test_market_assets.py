@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 
 from qlib_assets.calendar import sessions
-from qlib_assets.definitions import build_definitions
+from qlib_assets.defs.build import build_definitions
 from qlib_assets.features.alpha158 import qlib_features
 from qlib_assets.instance import prepare_dagster_home
 from qlib_assets.market.generator import Market

@@ -1,5 +1,6 @@
 """Each shipped spec trains through Dagster on a small generated market, with full tracking."""
 
+import json
 from datetime import date
 from pathlib import Path
 
@@ -10,7 +11,8 @@ import polars as pl
 import pytest
 
 from qlib_assets.calendar import sessions
-from qlib_assets.definitions import build_definitions
+from qlib_assets.cli import main
+from qlib_assets.defs.build import build_definitions
 from qlib_assets.market.generator import MarketSpec, generate_market, write_landing
 from qlib_assets.models.registry import ModelRegistry
 from qlib_assets.models.rolling import Window
@@ -37,7 +39,7 @@ def trained_home(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, dg
     instance = dg.DagsterInstance.ephemeral()
     first, last = DAYS[0].isoformat(), DAYS[-1].isoformat()
     for assets, end in (
-        (["raw_bars", "indicators", "alpha158"], last),
+        (["raw_bars", "qlib_dataset", "indicators", "alpha158"], last),
         (["labels"], DAYS[-3].isoformat()),
     ):
         assert materialize_range(defs, instance, assets, first, end, log_level="ERROR").success
@@ -152,3 +154,83 @@ def test_missing_features_fail_with_the_window(
     assert not result.success
     error = str(next(e for e in result.all_events if e.is_step_failure).step_failure_data.error)
     assert late.key in error and "not materialized" in error
+
+
+def test_models_cli(
+    trained_home: tuple[Settings, dg.DagsterInstance],
+    trained: dict[str, tuple[Window, dg.ExecuteInProcessResult]],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    settings, _ = trained_home
+    monkeypatch.setenv("QLIB_ASSETS_HOME", str(settings.root))
+    monkeypatch.setenv("QLIB_ASSETS_START_DATE", START.isoformat())
+
+    def run(*argv: str) -> tuple[int, str, str]:
+        code = main(list(argv))
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    code, out, _ = run("models", "list", "--json")
+    assert code == 0 and {m["model"] for m in json.loads(out)} == set(load_specs())
+    code, out, _ = run("models", "search", "--metric", "valid_ic", "--min", "0", "--json")
+    assert code == 0 and len(json.loads(out)) == 3
+    code, out, _ = run("models", "show", "lgbm_alpha158", "1", "--json")
+    assert json.loads(out)["state"] == "candidate"
+    code, out, _ = run("models", "lineage", "lgbm_alpha158", "1", "--json")
+    assert "alpha158" in json.loads(out)["partitions"]
+
+    code, _, err = run("models", "transition", "lgbm_alpha158", "1", "production", "--reason", "x")
+    assert code == 2 and "not allowed" in err
+    code, out, _ = run("models", "history", "lgbm_alpha158", "--json")
+    assert [h["to_value"] for h in json.loads(out)] == ["candidate"]
+
+    code, _, _ = run("models", "transition", "lgbm_alpha158", "1", "validated", "--reason", "IC ok")
+    assert code == 0
+    code, _, _ = run(
+        "models", "transition", "lgbm_alpha158", "1", "--alias", "challenger", "--reason", "try"
+    )
+    assert code == 0
+    code, out, _ = run("models", "history", "lgbm_alpha158", "--json")
+    assert [(h["kind"], h["to_value"]) for h in json.loads(out)][1:] == [
+        ("state", "validated"),
+        ("alias", "1"),
+    ]
+
+
+def test_decay_breach_requests_one_retrain(
+    trained_home: tuple[Settings, dg.DagsterInstance],
+    trained: dict[str, tuple[Window, dg.ExecuteInProcessResult]],
+) -> None:
+    """An IC floor no model can reach makes every spec breach: one retrain each, then none."""
+    base, instance = trained_home
+    settings = base.model_copy(
+        update={"monitoring": base.monitoring.model_copy(update={"decay_floor": 0.9})}
+    )
+    window = trained["lgbm_alpha158"][0]
+    first, last = window.test[0].isoformat(), window.test[1].isoformat()
+    defs = build_definitions(settings)
+    online = [f"predictions_{n}" for n in sorted(load_specs())]
+    assert materialize_range(defs, instance, online, first, last, log_level="ERROR").success
+    decay = materialize_range(defs, instance, ["performance_decay"], last, last, log_level="ERROR")
+    (check,) = decay.get_asset_check_evaluations()
+    assert check.check_name == "ic_decay" and not check.passed
+    metadata = decay.asset_materializations_for_node("performance_decay")[0].metadata
+    breached = sorted(metadata["breached"].value.split(", "))
+    # Specs whose online model covers the session: the xgb spec trained only a March window.
+    assert breached == ["lgbm_alpha158", "mlp_alpha158"]
+
+    audit = audit_log(settings)
+    before = audit.count()
+    sensor = defs.resolve_sensor_def("monitoring_retrain_sensor")
+    first_tick = sensor(dg.build_sensor_context(instance=instance, definitions=defs))
+    jobs = sorted(r.job_name for r in first_tick.run_requests)
+    assert jobs == [f"train_{n}" for n in breached]
+    rows = audit.history("lgbm_alpha158")[-1:]
+    assert audit.count() == before + len(breached) and rows[0].kind == "retrain"
+    assert "below bound" in rows[0].reason and rows[0].evidence["kind"] == "decay"
+
+    again = sensor(
+        dg.build_sensor_context(instance=instance, cursor=first_tick.cursor, definitions=defs)
+    )
+    assert not again.run_requests and audit.count() == before + len(breached)

@@ -1,12 +1,20 @@
-"""The scheduled update mode: the daily routine after each close, and the rolling retrain."""
+"""Update modes (seed 001): the daily routine, the rolling retrain, retraining on breaches."""
 
 import dagster as dg
 
 from qlib_assets.calendar import exchange_timezone
-from qlib_assets.models.window_training import platform_specs
+from qlib_assets.models.window_training import audit_log, platform_specs
+from qlib_assets.monitoring.retrain_trigger import (
+    decode_cursor,
+    encode_cursor,
+    plan_retraining,
+    record_requests,
+)
+from qlib_assets.monitoring.tables import cooldown, latest_breaches
 from qlib_assets.online.routine import (
     daily_routine_requests,
     due_retrains,
+    latest_trainable_window,
 )
 from qlib_assets.settings import Settings
 
@@ -15,7 +23,7 @@ def training_job_name(spec_name: str) -> str:
     return f"train_{spec_name}"
 
 
-def build_schedule_defs(settings: Settings) -> dg.Definitions:
+def build_automation_defs(settings: Settings) -> dg.Definitions:
     daily = dg.AssetSelection.assets(
         *(a for a in ("raw_bars", "qlib_dataset"))
     ).downstream().required_multi_asset_neighbors() - dg.AssetSelection.assets(
@@ -75,6 +83,44 @@ def build_schedule_defs(settings: Settings) -> dg.Definitions:
             skip_reason=None if requests else "no rolling window is due",
         )
 
+    @dg.sensor(
+        name="monitoring_retrain_sensor",
+        jobs=train_jobs,
+        minimum_interval_seconds=300,
+        default_status=dg.DefaultSensorStatus.STOPPED,
+        description="Performance-triggered updates: a decay or drift breach requests one "
+        "retraining of the affected spec (its latest trainable window), records the reason and "
+        "evidence in the registry audit table, and then holds a cool-down.",
+    )
+    def monitoring_retrain_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+        plan = plan_retraining(
+            latest_breaches(settings), decode_cursor(context.cursor), cooldown(settings)
+        )
+        for breach in plan.suppressed:
+            context.log.info(f"{breach.spec}: breach on {breach.session} inside the cool-down")
+        requests = []
+        for breach in plan.requests:
+            window = latest_trainable_window(settings, breach.spec)
+            if window is None:
+                context.log.warning(f"{breach.spec}: breach, but no window has its labels yet")
+                continue
+            requests.append(
+                dg.RunRequest(
+                    run_key=f"{breach.spec}:{breach.kind}:{breach.session}",
+                    job_name=training_job_name(breach.spec),
+                    partition_key=window.key,
+                    tags={"qlib_assets/reason": breach.reason[:200]},
+                )
+            )
+        record_requests(plan, audit_log(settings))
+        return dg.SensorResult(
+            run_requests=requests,
+            cursor=encode_cursor(plan.cursor),
+            skip_reason=None if requests else "no breach outside the cool-down",
+        )
+
     return dg.Definitions(
-        schedules=[daily_routine], sensors=[rolling_retrain_sensor], jobs=train_jobs
+        schedules=[daily_routine],
+        sensors=[rolling_retrain_sensor, monitoring_retrain_sensor],
+        jobs=train_jobs,
     )

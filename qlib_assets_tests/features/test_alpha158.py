@@ -20,6 +20,7 @@ from qlib_assets.features.expressions import to_session_panel
 from qlib_assets.market.generator import MarketSpec, generate_market
 from qlib_assets.market.schema import FIELD_COLUMNS
 from qlib_assets.storage.qlib_bin import QlibProviderWriter
+from qlib_assets_tests.features.parity import assert_parity
 
 Market = tuple[pl.DataFrame, list[date], Path]
 
@@ -47,17 +48,6 @@ def market(tmp_path_factory: pytest.TempPathFactory) -> Market:
     return bars, days, root
 
 
-def _assert_close(ours: pl.DataFrame, theirs: pl.DataFrame, names: list[str]) -> None:
-    assert ours.select("instrument", "date").equals(theirs.select("instrument", "date"))
-    for name in names:
-        a = ours.get_column(name).to_numpy().astype(np.float64)
-        b = theirs.get_column(name).to_numpy().astype(np.float64)
-        assert np.array_equal(np.isnan(a), np.isnan(b)), f"{name}: NaN pattern differs"
-        assert np.allclose(a, b, rtol=1e-4, atol=1e-5, equal_nan=True), (
-            f"{name}: max diff {np.nanmax(np.abs(a - b))}"
-        )
-
-
 def test_market_has_suspensions_listings_and_delistings(market: Market) -> None:
     bars, days, _ = market
     spans = bars.group_by("instrument").agg(pl.col("date").min(), pl.col("date").max().alias("e"))
@@ -75,14 +65,14 @@ def test_all_158_columns_match_qlib_including_warm_up(market: Market) -> None:
     assert ours.columns == ["instrument", "date", *names]
     assert ours.height == theirs.height > 4000
     # No warm-up rows are excluded: min_periods=1 windows match from each instrument's first bar.
-    _assert_close(ours, theirs, list(names))
+    assert_parity(ours, theirs, list(names))
 
 
 def test_label_matches_qlib(market: Market) -> None:
     bars, days, root = market
     ours = compute_label(bars, sessions=days)
     theirs = qlib_features(root, {LABEL_COLUMN: DEFAULT_LABEL}, bars)
-    _assert_close(ours, theirs, [LABEL_COLUMN])
+    assert_parity(ours, theirs, [LABEL_COLUMN])
     last = ours.group_by("instrument").agg(pl.col(LABEL_COLUMN).tail(2).is_nan().all())
     assert last.get_column(LABEL_COLUMN).all()
 

@@ -16,6 +16,7 @@ from qlib_assets.features.expressions import (
     to_session_panel,
 )
 from qlib_assets.storage.qlib_bin import QlibProviderWriter
+from qlib_assets_tests.features.parity import assert_parity
 
 OPERATOR_EXPRESSIONS = {
     "abs": "Abs($close - Ref($close, 1))",
@@ -106,23 +107,12 @@ def shaped(tmp_path_factory: pytest.TempPathFactory) -> tuple[pl.DataFrame, list
     return bars, days, root
 
 
-def _assert_same(ours: pl.DataFrame, theirs: pl.DataFrame, names: list[str]) -> None:
-    assert ours.select("instrument", "date").equals(theirs.select("instrument", "date"))
-    for name in names:
-        a = ours.get_column(name).to_numpy().astype(np.float64)
-        b = theirs.get_column(name).to_numpy().astype(np.float64)
-        assert np.array_equal(np.isnan(a), np.isnan(b)), f"{name}: NaN pattern differs"
-        assert np.allclose(a, b, rtol=1e-4, atol=1e-5, equal_nan=True), (
-            f"{name}: max diff {np.nanmax(np.abs(a - b))}"
-        )
-
-
 def test_every_operator_matches_qlib(shaped: tuple[pl.DataFrame, list[date], Path]) -> None:
     bars, days, root = shaped
     exprs = OPERATOR_EXPRESSIONS | LABEL
     theirs = qlib_features(root, exprs, bars)
     ours = compute_expressions(to_session_panel(bars, days), exprs, allow_future=True)
-    _assert_same(ours, theirs, list(exprs))
+    assert_parity(ours, theirs, list(exprs))
 
 
 def test_single_expressions_over_instrument_match_qlib(
@@ -136,7 +126,7 @@ def test_single_expressions_over_instrument_match_qlib(
         "date",
         *(compile_expression(text).alias(name) for name, text in OPERATOR_EXPRESSIONS.items()),
     )
-    _assert_same(ours, theirs, list(OPERATOR_EXPRESSIONS))
+    assert_parity(ours, theirs, list(OPERATOR_EXPRESSIONS))
 
 
 def test_data_has_the_shapes_it_claims(shaped: tuple[pl.DataFrame, list[date], Path]) -> None:
@@ -186,7 +176,7 @@ def test_targets_equal_the_same_rows_of_a_full_run(
     expected = full.filter(pl.col("date").is_in(pl.Series(targets, dtype=pl.Date).implode()))
     ours = compute_expressions(panel, exprs, allow_future=True, targets=targets)
     assert ours.height == expected.height > 0
-    _assert_same(ours, expected, list(exprs))
+    assert_parity(ours, expected, list(exprs))
     for name in exprs:
         a = ours.get_column(name).to_numpy().astype(np.float64)
         b = expected.get_column(name).to_numpy().astype(np.float64)

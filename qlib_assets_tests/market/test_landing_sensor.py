@@ -83,3 +83,38 @@ def test_unreadable_file_without_dates_is_quarantined(
     assert _ranges(result) == []
     assert not (settings.landing_dir / "SH600000.parquet").exists()
     assert len(list(settings.quarantine_dir.glob("*SH600000.parquet"))) == 1
+
+
+def test_changed_file_makes_exactly_its_partition_stale(
+    settings: Settings, small_market: Market
+) -> None:
+    """The sensor's observations carry the landing data versions Dagster's staleness reads."""
+    from dagster._core.definitions.data_version import CachingStaleStatusResolver, StaleStatus
+    from dagster._core.loader import LoadingContextForTest
+
+    from qlib_assets.orchestration import materialize_range
+
+    defs = build_definitions(settings)
+    for day in DAYS[:4]:
+        _write_day(settings, small_market, day)
+    with dg.instance_for_test() as instance:
+
+        def tick(cursor: str | None) -> dg.SensorResult:
+            result = _tick(defs, instance, cursor)
+            for observation in result.asset_events:
+                instance.report_runless_asset_event(observation)
+            return result
+
+        first = tick(None)
+        start, end = DAYS[0].isoformat(), DAYS[3].isoformat()
+        assert materialize_range(defs, instance, ["raw_bars"], start, end, log_level="ERROR")
+        _write_day(settings, small_market, DAYS[2], scale=3.0)
+        tick(first.cursor)
+        resolver = CachingStaleStatusResolver(
+            instance, defs.resolve_asset_graph(), LoadingContextForTest(instance)
+        )
+        raw = dg.AssetKey("raw_bars")
+        statuses = {d: resolver.get_status(raw, d.isoformat()) for d in DAYS[:4]}
+    assert statuses == {
+        d: StaleStatus.STALE if d == DAYS[2] else StaleStatus.FRESH for d in DAYS[:4]
+    }

@@ -15,6 +15,7 @@ from rich.table import Table
 from qlib_assets.cli_models import add_models_parser
 from qlib_assets.demo import DemoSpec
 from qlib_assets.settings import Settings, load_settings
+from qlib_assets.terminal import console
 
 # Dagster marks several of the APIs the graph uses (backfill policies, observable sources) beta.
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
@@ -22,7 +23,6 @@ warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 # Qlib's processors trip pandas' chained-assignment and deprecation warnings on every window.
 warnings.filterwarnings("ignore", module=r"qlib\.")
 
-console = Console()
 
 DEMO = DemoSpec()
 

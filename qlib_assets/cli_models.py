@@ -6,13 +6,11 @@ from dataclasses import asdict, is_dataclass
 from typing import Any
 
 from mlflow.entities.model_registry import ModelVersion
-from rich.console import Console
 from rich.table import Table
 
 from qlib_assets.models.registry import ALIASES, STATE_TAG, STATES, ModelRegistry
 from qlib_assets.settings import Settings, load_settings
-
-console = Console()
+from qlib_assets.terminal import console
 
 
 def _registry(settings: Settings) -> ModelRegistry:

@@ -31,7 +31,7 @@ from qlib.data.dataset.handler import DataHandlerLP
 from qlib.model.base import Model
 from qlib.utils import init_instance_by_config
 
-from qlib_assets.models.dataset import WindowFrame, build_dataset, to_qlib_frame
+from qlib_assets.models.dataset import WindowFrame, build_dataset, segment_rows, to_qlib_frame
 from qlib_assets.models.qlib_metrics import MetricCallback, qlib_metrics_to
 from qlib_assets.models.rolling import Window
 from qlib_assets.models.scoring import ICSummary, daily_ic
@@ -244,10 +244,7 @@ def train_window(
         model: Model = init_instance_by_config(
             {**spec.model.qlib_config(), "kwargs": _model_kwargs(spec, len(columns))}
         )
-        rows = {
-            seg: len(dataset.prepare(seg, col_set="label", data_key=DataHandlerLP.DK_L))
-            for seg in ("train", "valid")
-        }
+        rows = {seg: segment_rows(dataset, seg) for seg in ("train", "valid")}
         for seg, count in rows.items():
             if count == 0:
                 raise ValueError(f"the {seg} segment has no rows with a label")

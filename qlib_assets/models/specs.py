@@ -30,12 +30,25 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
-class ModelSection(_Strict):
-    """A Qlib model: ``class`` in ``module_path`` with ``kwargs``; ``fit_kwargs`` go to fit."""
+class _QlibClass(_Strict):
+    """A Qlib class by name, module and constructor kwargs, as Qlib's task configs write it."""
 
     class_name: str = Field(alias="class")
     module_path: str
     kwargs: dict[str, Any] = Field(default_factory=dict)
+
+    def qlib_config(self) -> dict[str, Any]:
+        # A deep copy: Qlib edits kwargs in place (check_transform_proc adds fit times).
+        return {
+            "class": self.class_name,
+            "module_path": self.module_path,
+            "kwargs": copy.deepcopy(self.kwargs),
+        }
+
+
+class ModelSection(_QlibClass):
+    """A Qlib model: ``class`` in ``module_path`` with ``kwargs``; ``fit_kwargs`` go to fit."""
+
     fit_kwargs: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="after")
@@ -46,14 +59,6 @@ class ModelSection(_Strict):
         if not issubclass(klass, Model):
             raise ValueError(f"{self.module_path}.{self.class_name} is not a qlib Model")
         return self
-
-    def qlib_config(self) -> dict[str, Any]:
-        # A deep copy: Qlib edits kwargs in place (check_transform_proc adds fit times).
-        return {
-            "class": self.class_name,
-            "module_path": self.module_path,
-            "kwargs": copy.deepcopy(self.kwargs),
-        }
 
 
 class FeatureSource(_Strict):
@@ -86,10 +91,8 @@ class LabelSection(_Strict):
     horizon: int = Field(2, ge=1)
 
 
-class ProcessorConfig(_Strict):
-    class_name: str = Field(alias="class")
+class ProcessorConfig(_QlibClass):
     module_path: str = PROCESSOR_MODULE
-    kwargs: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _importable(self) -> "ProcessorConfig":
@@ -100,14 +103,6 @@ class ProcessorConfig(_Strict):
                     f"{self.class_name}: {reserved} is set per window (the window's train segment)"
                 )
         return self
-
-    def qlib_config(self) -> dict[str, Any]:
-        # A deep copy: Qlib edits kwargs in place (check_transform_proc adds fit times).
-        return {
-            "class": self.class_name,
-            "module_path": self.module_path,
-            "kwargs": copy.deepcopy(self.kwargs),
-        }
 
 
 class ProcessorsSection(_Strict):

@@ -14,7 +14,6 @@ def materialize_range(
     assets: Sequence[str],
     start: str,
     end: str,
-    tags: dict[str, str] | None = None,
     raise_on_error: bool = True,
     log_level: str = "INFO",
 ) -> dg.ExecuteInProcessResult:
@@ -27,7 +26,7 @@ def materialize_range(
     return job.execute_in_process(
         instance=instance,
         asset_selection=[dg.AssetKey(name) for name in assets],
-        tags={RANGE_START_TAG: start, RANGE_END_TAG: end, **(tags or {})},
+        tags={RANGE_START_TAG: start, RANGE_END_TAG: end},
         raise_on_error=raise_on_error,
         run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
     )

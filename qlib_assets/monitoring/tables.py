@@ -109,8 +109,7 @@ def _valid_predictions(settings: Settings, model_uri: str) -> pl.DataFrame:
     run_id = client.get_model_version(name, version).run_id
     path = client.download_artifacts(run_id, "valid_predictions.csv")
     frame = pl.read_csv(path)
-    score = next(c for c in frame.columns if c == "score")
-    return frame.select(pl.col(score).cast(pl.Float64))
+    return frame.select(pl.col("score").cast(pl.Float64))
 
 
 def build_prediction_drift(settings: Settings, days: Sequence[date]) -> dict[str, DriftRun]:

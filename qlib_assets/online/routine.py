@@ -37,6 +37,12 @@ def daily_routine_requests(settings: Settings, day: date) -> list[RoutineRequest
     ]
 
 
+def _labelled_windows(settings: Settings, spec_name: str, labelled: set[date]) -> list[Window]:
+    """The spec's windows whose train and valid labels are all materialized."""
+    windows = spec_windows(settings, platform_specs(settings)[spec_name])
+    return [w for w in windows if w.data_end in labelled]
+
+
 def due_retrains(settings: Settings) -> list[RoutineRequest]:
     """A rolling step per spec: the first window that has every train and valid label
     materialized but no registered model yet, and whose test segment has not ended."""
@@ -49,8 +55,8 @@ def due_retrains(settings: Settings) -> list[RoutineRequest]:
         trained = online_model_uris(settings, spec)
         ready = [
             w
-            for w in spec_windows(settings, spec)
-            if w.data_end in labelled and w.test[1] > latest and w.key not in trained
+            for w in _labelled_windows(settings, name, labelled)
+            if w.test[1] > latest and w.key not in trained
         ]
         if ready:
             requests.append(
@@ -65,7 +71,5 @@ def due_retrains(settings: Settings) -> list[RoutineRequest]:
 
 def latest_trainable_window(settings: Settings, spec_name: str) -> Window | None:
     """The newest window whose train and valid labels are all materialized."""
-    labelled = set(Lake(settings.lake_dir).days("labels"))
-    spec = platform_specs(settings)[spec_name]
-    ready = [w for w in spec_windows(settings, spec) if w.data_end in labelled]
+    ready = _labelled_windows(settings, spec_name, set(Lake(settings.lake_dir).days("labels")))
     return ready[-1] if ready else None

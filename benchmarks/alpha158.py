@@ -5,9 +5,10 @@ difference between the two outputs; then times a one-session incremental run (th
 ``lookback + margin`` sessions, ``targets=[last session]``) for a larger universe, against the
 same bars computed for every row. Wall and CPU seconds are both printed: on a loaded machine
 the wall ratio moves with other jobs (Qlib runs on one core, polars on all), CPU much less.
+Each engine runs ``--repeats`` times, the two interleaved, and the medians are printed.
 
     .venv/bin/python benchmarks/alpha158.py [--instruments 500] [--sessions 1000]
-        [--incremental-instruments 5000] [--margin 10]
+        [--incremental-instruments 5000] [--margin 10] [--repeats 3]
 """
 
 import argparse
@@ -59,26 +60,54 @@ def timed(run: Callable[[], pl.DataFrame]) -> tuple[pl.DataFrame, float, float]:
     return result, time.perf_counter() - wall, time.process_time() - cpu
 
 
+def interleaved(
+    runs: dict[str, Callable[[], pl.DataFrame]], repeats: int
+) -> dict[str, tuple[pl.DataFrame, float, float]]:
+    """Each run ``repeats`` times, taking turns so that a change in the machine's load falls
+    on all of them: the last result and the median wall and CPU seconds of each."""
+    results: dict[str, pl.DataFrame] = {}
+    walls: dict[str, list[float]] = {name: [] for name in runs}
+    cpus: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(repeats):
+        for name, run in runs.items():
+            results[name], wall, cpu = timed(run)
+            walls[name].append(wall)
+            cpus[name].append(cpu)
+    return {
+        name: (results[name], float(np.median(walls[name])), float(np.median(cpus[name])))
+        for name in runs
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--instruments", type=int, default=500)
     parser.add_argument("--sessions", type=int, default=1000)
     parser.add_argument("--incremental-instruments", type=int, default=5000)
     parser.add_argument("--margin", type=int, default=10)
+    parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
 
     bars, days = market(args.instruments, args.sessions, seed=11)
+    compute_alpha158(bars.head(2000), sessions=days)  # warm-up: imports, first-call costs
     with tempfile.TemporaryDirectory() as tmp:
         provider = Path(tmp) / "qlib"
         QlibProviderWriter(provider, "XSHG").rebuild(bars, days)
-        theirs, qlib_wall, qlib_cpu = timed(
-            lambda: compute_alpha158(bars, engine="qlib", provider_uri=provider)
+        timings = interleaved(
+            {
+                "qlib": lambda: compute_alpha158(bars, engine="qlib", provider_uri=provider),
+                "polars": lambda: compute_alpha158(bars, sessions=days),
+            },
+            args.repeats,
         )
-    compute_alpha158(bars.head(2000), sessions=days)  # warm-up: imports, first-call costs
-    ours, polars_wall, polars_cpu = timed(lambda: compute_alpha158(bars, sessions=days))
+    theirs, qlib_wall, qlib_cpu = timings["qlib"]
+    ours, polars_wall, polars_cpu = timings["polars"]
     rows = ours.height
     worst, nan_mismatch = max_difference(ours, theirs)
-    print(f"Alpha158 full history: {args.instruments} instruments x {args.sessions} sessions")
+    print(
+        f"Alpha158 full history: {args.instruments} instruments x {args.sessions} sessions "
+        f"(medians of {args.repeats} interleaved runs)"
+    )
     print(f"  rows (instrument-sessions)   {rows:,} (qlib {theirs.height:,})")
     print(f"  {'':<28} {'wall':>9}  {'us/row':>7}  {'cpu':>9}")
     for label, wall, cpu in (
@@ -95,8 +124,15 @@ def main() -> None:
     window = alpha158_lookback() + args.margin
     big, big_days = market(args.incremental_instruments, window, seed=12)
     target = big_days[-1]
-    latest, wall, cpu = timed(lambda: compute_alpha158(big, sessions=big_days, targets=[target]))
-    every, every_wall, _ = timed(lambda: compute_alpha158(big, sessions=big_days))
+    incremental = interleaved(
+        {
+            "latest": lambda: compute_alpha158(big, sessions=big_days, targets=[target]),
+            "every": lambda: compute_alpha158(big, sessions=big_days),
+        },
+        args.repeats,
+    )
+    latest, wall, cpu = incremental["latest"]
+    every, every_wall, _ = incremental["every"]
     worst, nan_mismatch = max_difference(latest, every.filter(pl.col("date") == target))
     print(
         f"One-session run: {args.incremental_instruments} instruments, last {window} sessions "

@@ -8,11 +8,16 @@ row, and every statistic ignores them (pandas' ``min_periods=1`` truncation), wh
 Two sources build the matrices: a sliding view over a whole column (:func:`window_kernel`, every
 row of a panel) and a gather of chosen rows (:func:`window_statistic_at`, the few output rows of
 a one-session run). The statistics are the same functions for both, except that the whole-column
-path has faster forms of Rank (lag by lag) and Quantile (polars on the complete windows).
+path has faster forms for the rows whose window is complete (n rows of their own instrument):
+Rank and IdxMax/IdxMin walk the lags (or take block maxima) over the column without building
+window matrices, and Quantile (:func:`quantiles_kernel`, every level of a window at once) sorts
+the lags through a sorting network or runs polars on the valid values. Only the other rows
+(instrument starts, and for Quantile windows over a suspension) fall back to window matrices.
 """
 
 import warnings
 from collections.abc import Callable, Sequence
+from functools import cache
 
 import numpy as np
 import polars as pl
@@ -25,6 +30,13 @@ IntArray = np.ndarray
 CONSTANT_STD = 2e-05
 # Rows per gathered block: bounds a block's window matrices to a few tens of megabytes.
 _BLOCK_ROWS = 1 << 15
+# Longest window whose argmax walks the lags; longer ones use the block method.
+_LAG_ARGMAX = 48
+# Quantiles come from a sorting network while it has at most this many compare-exchange pairs
+# per quantile level taken (windows up to 20 for one level, 30 for two); polars' rolling
+# quantile beyond. Rows per chunk of the network's lanes.
+_LANE_PAIRS = 120
+_LANE_CHUNK = 1 << 14
 
 
 def _windows(values: FloatArray, n: int) -> FloatArray:
@@ -74,19 +86,26 @@ def _rank(windows: FloatArray) -> FloatArray:
     return result
 
 
-def _quantile(windows: FloatArray, q: float) -> FloatArray:
-    """pandas' linear-interpolation quantile of each row's valid values. (np.nanquantile loops
-    over the rows in Python as soon as one holds a NaN.)"""
+def _quantiles(windows: FloatArray, qs: Sequence[float]) -> list[FloatArray]:
+    """pandas' linear-interpolation quantiles of each row's valid values, one sort for all of
+    ``qs``. (np.nanquantile loops over the rows in Python as soon as one holds a NaN.)"""
     ordered = np.sort(windows, axis=1)  # NaN sorts last
     count = (~np.isnan(windows)).sum(axis=1)
-    at = np.maximum(count - 1, 0) * q
-    low = np.floor(at).astype(np.int64)
-    high = np.minimum(low + 1, np.maximum(count - 1, 0))
     rows = np.arange(len(windows))
-    below, above = ordered[rows, low], ordered[rows, high]
-    result = below + (above - below) * (at - low)
-    result[count == 0] = np.nan
-    return result
+    results = []
+    for q in qs:
+        at = np.maximum(count - 1, 0) * q
+        low = np.floor(at).astype(np.int64)
+        high = np.minimum(low + 1, np.maximum(count - 1, 0))
+        below, above = ordered[rows, low], ordered[rows, high]
+        result = below + (above - below) * (at - low)
+        result[count == 0] = np.nan
+        results.append(result)
+    return results
+
+
+def _quantile(windows: FloatArray, q: float) -> FloatArray:
+    return _quantiles(windows, (q,))[0]
 
 
 def _mad(windows: FloatArray) -> FloatArray:
@@ -235,12 +254,17 @@ def _rank_column(values: FloatArray, pos: IntArray, n: int) -> FloatArray:
     comparing a window matrix. ``2*below + tied`` is one count: ``(x < last) + (x <= last)``."""
     rows = len(values)
     padded = np.concatenate([np.full(n - 1, np.nan), values])
-    score = np.zeros(rows, dtype=np.int16)
+    # The score is at most 2n: one byte per row while that fits.
+    score = np.zeros(rows, dtype=np.int8 if 2 * n < 128 else np.int32)
+    counted = np.empty(rows, dtype=bool)
+    as_int = counted.view(np.int8)
     with np.errstate(invalid="ignore"):
         for lag in range(n):
             column = padded[n - 1 - lag : n - 1 - lag + rows]
-            np.add(score, np.less(column, values), out=score, casting="unsafe")
-            np.add(score, np.less_equal(column, values), out=score, casting="unsafe")
+            np.less(column, values, out=counted)
+            np.add(score, as_int, out=score)
+            np.less_equal(column, values, out=counted)
+            np.add(score, as_int, out=score)
     present = np.concatenate([[0], np.cumsum(~np.isnan(padded))])
     valid = present[n : n + rows] - present[:rows]
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -248,27 +272,192 @@ def _rank_column(values: FloatArray, pos: IntArray, n: int) -> FloatArray:
     result[np.isnan(values)] = np.nan
     # Windows reaching before the instrument's first row (over another instrument's rows when
     # the column is not padded) are redone from their emptied window matrices.
-    short, block, _ = _short_rows(_windows(values, n), pos, n, np.nan)
+    result[pos < 0] = np.nan
+    short = np.flatnonzero((pos >= 0) & (pos < n - 1))
     if short.size:
+        _, block, _ = _short_rows(_windows(values, n)[short], pos[short], n, np.nan)
         result[short] = _rank(block)
     return result
 
 
-def _quantile_column(values: FloatArray, pos: IntArray, n: int, q: float) -> FloatArray:
-    """Quantile at every row. polars' rolling quantile is several times faster on a column
-    without missing values, so it runs on the valid values alone, where it is right for rows
-    whose window is n valid sessions of their own instrument; the other rows (instrument starts,
-    windows over a suspension) are computed from their gathered windows."""
+@cache
+def _sorting_network(n: int) -> tuple[tuple[int, int], ...]:
+    """Batcher's odd-even merge sort for n lanes, as compare-exchange pairs (i, j), i < j:
+    O(n log^2 n) pairs, e.g. 9 for 5 lanes, 178 for 30."""
+    pairs: list[tuple[int, int]] = []
+    span = 1
+    while span < n:
+        step = span
+        while step >= 1:
+            for j in range(step % span, n - step, 2 * step):
+                for i in range(min(step, n - j - step)):
+                    if (i + j) // (2 * span) == (i + j + step) // (2 * span):
+                        pairs.append((i + j, i + j + step))
+            step //= 2
+        span *= 2
+    return tuple(pairs)
+
+
+def _lane_quantiles(values: FloatArray, n: int, qs: Sequence[float]) -> list[FloatArray]:
+    """Quantiles of every complete window (rows n-1 onwards), from the n lags of the column
+    sorted lane by lane through a sorting network: lane k ends up holding each window's k-th
+    smallest value, and one sort serves every level. Chunks of rows keep the lanes in cache."""
+    rows = len(values) - n + 1
+    results = [np.empty(rows) for _ in qs]
+    network = _sorting_network(n)
+    spare = np.empty(min(_LANE_CHUNK, rows))
+    for start in range(0, rows, _LANE_CHUNK):
+        stop = min(start + _LANE_CHUNK, rows)
+        lanes = [values[start + lag : stop + lag].copy() for lag in range(n)]
+        free = spare[: stop - start]
+        for i, j in network:
+            low, high = lanes[i], lanes[j]
+            np.minimum(low, high, out=free)
+            np.maximum(low, high, out=high)
+            lanes[i], free = free, low
+        for q, result in zip(qs, results, strict=True):
+            at = (n - 1) * q
+            low = int(np.floor(at))
+            below, above = lanes[low], lanes[min(low + 1, n - 1)]
+            result[start:stop] = below + (above - below) * (at - low)
+    return results
+
+
+def _quantiles_column(
+    values: FloatArray, pos: IntArray, n: int, qs: Sequence[float]
+) -> list[FloatArray]:
+    """Quantiles at every row. Rows whose window is n valid sessions of their own instrument take
+    a fast path: sorted lanes for very short windows, else polars' rolling quantile, several
+    times faster on a column without missing values, run on the valid values alone. The other
+    rows (instrument starts, windows over a suspension) are computed from their gathered
+    windows, sorted once for all ``qs``."""
+    size = len(values)
     valid = ~np.isnan(values)
-    compact = pl.Series(values[valid]).rolling_quantile(q, "linear", n, min_samples=1)
     present = np.concatenate([[0], np.cumsum(valid)])
-    rows = np.arange(len(values))
-    complete = (pos >= n - 1) & (present[rows + 1] - present[np.maximum(rows + 1 - n, 0)] == n)
-    result = np.full(len(values), np.nan)
-    result[complete] = compact.to_numpy()[present[rows[complete] + 1] - 1]
+    complete = np.zeros(size, dtype=bool)
+    if size >= n:
+        counts = present[n:] - present[: size - n + 1]
+        complete[n - 1 :] = (pos[n - 1 :] >= n - 1) & (counts == n)
+    results = [np.full(size, np.nan) for _ in qs]
+    if len(_sorting_network(n)) <= _LANE_PAIRS * len(qs) and size >= n:
+        lanes = _lane_quantiles(values, n, qs)
+        for lane, result in zip(lanes, results, strict=True):
+            result[n - 1 :] = np.where(complete[n - 1 :], lane, np.nan)
+    else:
+        compact = pl.Series(values[valid])
+        last = present[np.flatnonzero(complete) + 1] - 1
+        for q, result in zip(qs, results, strict=True):
+            rolled = compact.rolling_quantile(q, "linear", n, min_samples=1).to_numpy()
+            result[complete] = rolled[last]
     rest = np.flatnonzero(~complete & (pos >= 0))
-    result[rest] = window_statistic_at("Quantile", [values], rest, pos[rest], n, q)
-    return result
+    for start in range(0, len(rest), _BLOCK_ROWS):
+        block = rest[start : start + _BLOCK_ROWS]
+        windows = _gathered(values, block, pos[block], n)
+        for result, value in zip(results, _quantiles(windows, qs), strict=True):
+            result[block] = value
+    return results
+
+
+def _lag_argmax(values: FloatArray, n: int) -> tuple[IntArray, FloatArray]:
+    """First-occurrence argmax of each complete window, walking the window lag by lag: cheaper
+    than the block method below for short windows. Branch-free updates (a masked copy costs
+    ten times an arithmetic pass): lags only grow, so the argmax is the last lag that beat the
+    running maximum. Also returns each window's maximum."""
+    rows = len(values) - n + 1
+    best = values[:rows].copy()
+    index = np.zeros(rows, dtype=np.int16)
+    larger = np.empty(rows, dtype=bool)
+    candidate = np.empty(rows, dtype=np.int16)
+    for lag in range(1, n):
+        column = values[lag : lag + rows]
+        np.greater(column, best, out=larger)
+        np.maximum(best, column, out=best)
+        np.multiply(larger, lag, out=candidate, dtype=np.int16)
+        np.maximum(index, candidate, out=index)
+    return index, best
+
+
+def _block_argmax(values: FloatArray, n: int) -> tuple[IntArray, FloatArray]:
+    """First-occurrence argmax of each complete window in O(1) per row (van Herk/Gil-Werman):
+    a window spans the tail of one block of n rows and the head of the next, so its maximum is
+    the larger of that block's suffix maximum and the next block's prefix maximum. Ties go to
+    the suffix side, the older rows. Also returns each window's maximum."""
+    size = len(values)
+    blocks = -(-size // n)
+    full = blocks * n
+    grid = np.full(full, -np.inf)
+    grid[:size] = values
+    block = grid.reshape(blocks, n)
+    prefix = np.maximum.accumulate(block, axis=1).reshape(-1)
+    suffix = np.maximum.accumulate(block[:, ::-1], axis=1)[:, ::-1].reshape(-1)
+    index = np.arange(full, dtype=np.int32)
+    # A prefix maximum first occurs where it last rose (every block start counts as a rise).
+    rose = np.empty(full, dtype=bool)
+    rose[0] = True
+    np.greater(prefix[1:], prefix[:-1], out=rose[1:])
+    rose[::n] = True
+    last_rise = np.maximum.accumulate(rose * index)
+    # A suffix maximum first occurs at the nearest row ahead that equals its own suffix maximum;
+    # that row always lies inside the same block. Other rows are pushed past every index.
+    elsewhere = index + (grid != suffix) * np.int32(full)
+    next_hit = np.minimum.accumulate(elsewhere[::-1])[::-1]
+    rows = size - n + 1
+    older = suffix[:rows] >= prefix[n - 1 : size]
+    recent = last_rise[n - 1 : size]
+    index = recent + older * (next_hit[:rows] - recent) - np.arange(rows, dtype=np.int32)
+    return index, np.maximum(suffix[:rows], prefix[n - 1 : size])
+
+
+def _extreme_column(
+    values: FloatArray, pos: IntArray, n: int, find_max: bool
+) -> tuple[FloatArray, FloatArray]:
+    """IdxMax/IdxMin and Max/Min at every row, from one pass. Complete windows (the row and its
+    n-1 predecessors in the same instrument) take a running argmax over the column with
+    missing rows ranked lowest; the index then follows Qlib's quirk, a window holding a missing
+    session gives its first missing row, while the extreme is that of the valid values.
+    Windows reaching before the instrument's first row are redone from their window
+    matrices."""
+    size = len(values)
+    index = np.full(size, np.nan)
+    extreme = np.full(size, np.nan)
+    oriented = values if find_max else -values
+    missing = np.isnan(oriented)
+    if size >= n:
+        ranked = np.where(missing, -np.inf, oriented)
+        pick, best = _lag_argmax(ranked, n) if n <= _LAG_ARGMAX else _block_argmax(ranked, n)
+        present = np.concatenate([[0], np.cumsum(~missing)])
+        absent = n - (present[n:] - present[: size - n + 1])
+        # Short windows (their rows are redone below) are left out of the gap search.
+        starts = np.flatnonzero((absent > 0) & (pos[n - 1 :] >= n - 1))
+        gaps = np.flatnonzero(missing)
+        pick = pick.astype(np.float64)
+        pick[starts] = gaps[np.searchsorted(gaps, starts)] - starts
+        empty = absent == n
+        pick[empty] = np.nan
+        best[empty] = np.nan
+        index[n - 1 :] = pick + 1.0
+        extreme[n - 1 :] = best
+    short = np.flatnonzero(pos < n - 1)
+    index[short] = np.nan
+    extreme[short] = np.nan
+    short = short[pos[short] >= 0]
+    if short.size:
+        # The cells before the instrument's first row rank lowest, below any value; numpy's
+        # argmax still returns a window's first NaN.
+        block = _windows(oriented, n)[short]
+        cut = n - 1 - pos[short]
+        before = np.arange(n)[None, :] < cut[:, None]
+        block[before] = -np.inf
+        gap = np.isnan(block)
+        empty = (gap | before).all(axis=1)
+        picked = np.argmax(block, axis=1) - cut + 1.0
+        picked[empty] = np.nan
+        index[short] = picked
+        block[gap] = -np.inf
+        largest = block.max(axis=1)
+        largest[empty] = np.nan
+        extreme[short] = largest
+    return index, extreme if find_max else -extreme
 
 
 def _as_arrays(batch: pl.Series) -> tuple[FloatArray, IntArray]:
@@ -277,23 +466,83 @@ def _as_arrays(batch: pl.Series) -> tuple[FloatArray, IntArray]:
     return values, pos
 
 
-def window_kernel(
-    name: str, n: int, quantile: float | None = None
-) -> Callable[[pl.Series], pl.Series]:
+def window_kernel(name: str, n: int) -> Callable[[pl.Series], pl.Series]:
     """A ``map_batches`` function over a struct column ``{v: value, p: pos}``: the statistic
-    at every row (Rank walks the lags; the others use a sliding view)."""
+    at every row (Rank and IdxMax/IdxMin walk the lags; the others use a sliding view; Quantile
+    has :func:`quantiles_kernel`)."""
 
     def run(batch: pl.Series) -> pl.Series:
         values, pos = _as_arrays(batch)
         if name == "Rank":
             out = _rank_column(values, pos, n)
-        elif name == "Quantile":
-            out = _quantile_column(values, pos, n, quantile or 0.0)
+        elif name in ("IdxMax", "IdxMin"):
+            out, _ = _extreme_column(values, pos, n, find_max=name == "IdxMax")
         else:
             out = window_statistic(name, _windows(values, n), pos, n)
         return pl.Series(out, dtype=pl.Float64, nan_to_null=True)
 
     return run
+
+
+def quantiles_kernel(n: int, qs: Sequence[float]) -> Callable[[pl.Series], pl.Series]:
+    """A ``map_batches`` function over a struct column ``{v: value, p: pos}``: a struct of the
+    quantiles ``qs`` of the same windows at every row, field ``q{i}`` for ``qs[i]``."""
+
+    def run(batch: pl.Series) -> pl.Series:
+        values, pos = _as_arrays(batch)
+        fields = [
+            pl.Series(f"q{i}", out, dtype=pl.Float64, nan_to_null=True)
+            for i, out in enumerate(_quantiles_column(values, pos, n, qs))
+        ]
+        return pl.struct(fields, eager=True).alias(batch.name)
+
+    return run
+
+
+def extreme_kernel(n: int, find_max: bool) -> Callable[[pl.Series], pl.Series]:
+    """A ``map_batches`` function over a struct column ``{v: value, p: pos}``: a struct of
+    IdxMax and Max (IdxMin and Min when not ``find_max``) of the same windows at every row,
+    fields ``index`` and ``value``, for expressions that take both."""
+
+    def run(batch: pl.Series) -> pl.Series:
+        values, pos = _as_arrays(batch)
+        index, extreme = _extreme_column(values, pos, n, find_max)
+        fields = [
+            pl.Series("index", index, dtype=pl.Float64, nan_to_null=True),
+            pl.Series("value", extreme, dtype=pl.Float64, nan_to_null=True),
+        ]
+        return pl.struct(fields, eager=True).alias(batch.name)
+
+    return run
+
+
+def paired_variance_kernel(n: int) -> Callable[[pl.Series], pl.Series]:
+    """A ``map_batches`` function over a struct column ``{paired, own, std}``: the rolling
+    variance of ``paired`` (one side of Corr, missing where either side is), given the same
+    side unpaired (``own``) and its rolling std over the same windows. When the column's
+    paired side misses exactly the rows its own side misses, the two are the same series and
+    the variance is ``std**2``; otherwise it is computed."""
+
+    def run(batch: pl.Series) -> pl.Series:
+        paired = batch.struct.field("paired")
+        if paired.is_null().equals(batch.struct.field("own").is_null()):
+            std = batch.struct.field("std")
+            return (std * std).alias(batch.name)
+        return paired.rolling_var(n, min_samples=1).alias(batch.name)
+
+    return run
+
+
+def _gathered(values: FloatArray, rows: IntArray, pos: IntArray, n: int) -> FloatArray:
+    """The windows ending at ``rows`` (``pos``: their index within their instrument), with
+    the cells before the instrument's first row emptied."""
+    windows = _windows(values, n)[rows]
+    short = np.flatnonzero(pos < n - 1)
+    if short.size:
+        block = windows[short]
+        block[np.arange(n)[None, :] < (n - 1 - pos[short])[:, None]] = np.nan
+        windows[short] = block
+    return windows
 
 
 def window_statistic_at(
@@ -306,17 +555,10 @@ def window_statistic_at(
 ) -> FloatArray:
     """The statistic at the chosen ``rows`` of whole columns only (``pos``: their index within
     their instrument), from gathered windows, block by block to bound memory."""
-    offsets = np.arange(n) - (n - 1)
     result = np.empty(len(rows))
     for start in range(0, len(rows), _BLOCK_ROWS):
         block = slice(start, start + _BLOCK_ROWS)
-        index = np.maximum(rows[block, None] + offsets[None, :], 0)
-        before = offsets[None, :] < -pos[block, None]
-        windows = []
-        for values in columns:
-            gathered = values[index]
-            gathered[before] = np.nan
-            windows.append(gathered)
+        windows = [_gathered(values, rows[block], pos[block], n) for values in columns]
         other = windows[1] if len(windows) > 1 else None
         result[block] = window_statistic(
             op, windows[0], pos[block], n, quantile=quantile, other=other

@@ -91,7 +91,9 @@ def write_appends(folder: Path, names: Sequence[str], appends: Appends, threads:
     count = len(appends.codes)
     if count == 0:
         return
-    buffer = memoryview(appends.data).cast("B")
+    # Slices of bytes are plain copies; slices of a memoryview are objects the cyclic garbage
+    # collector tracks, and one per file made it sweep the whole heap mid-append.
+    payload = appends.data.tobytes()
     stride = appends.data.shape[1] * SLOT_BYTES
     root = str(folder)
     # Python ints and strings up front: the loop below runs once per file. Opening each file
@@ -109,7 +111,7 @@ def write_appends(folder: Path, names: Sequence[str], appends: Appends, threads:
                 for shift, name in fields:
                     fd = os.open(name, os.O_WRONLY, dir_fd=directory)
                     try:
-                        if os.pwrite(fd, buffer[shift + lo : shift + hi], at) != hi - lo:
+                        if os.pwrite(fd, payload[shift + lo : shift + hi], at) != hi - lo:
                             raise OSError(f"{directories[i]}/{name}: short write")
                     finally:
                         os.close(fd)

@@ -25,11 +25,13 @@ Sessions before the provider's first session would shift every calendar index: :
 refuses them and :meth:`rebuild` (from the full history) is the way to add them.
 """
 
+import gc
 import os
 import shutil
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -150,7 +152,7 @@ class QlibProviderWriter:
             )
         self._check_sessions(wanted)
         frame = _prepare(bars, wanted)
-        with self._lock():
+        with self._writing():
             self._recover()
             old_calendar = self.sessions()
             if old_calendar and wanted[0] < old_calendar[0]:
@@ -200,7 +202,7 @@ class QlibProviderWriter:
         calendar = list(sessions(self.calendar, wanted[0], wanted[-1]))
         index = {day: i for i, day in enumerate(calendar)}
         batch = _batch(frame, calendar, index, self.fields)
-        with self._lock():
+        with self._writing():
             self._recover()
             ops, appends, _, _ = self._plan(batch, {})
             staging = self.root / _STAGING
@@ -226,6 +228,23 @@ class QlibProviderWriter:
     def _lock(self) -> FileLock:
         self.root.mkdir(parents=True, exist_ok=True)
         return FileLock(self.lock_path, timeout=self._lock_timeout)
+
+    @contextmanager
+    def _writing(self) -> Iterator[None]:
+        """The lock, with Python's cyclic garbage collector paused while it is held.
+
+        A write allocates tens of thousands of small objects and no reference cycles; the
+        collections they set off would sweep the caller's whole heap in the middle of the write
+        (seen: a 196 ms full collection inside a 270 ms append) while other writers wait.
+        """
+        with self._lock():
+            enabled = gc.isenabled()
+            gc.disable()
+            try:
+                yield
+            finally:
+                if enabled:
+                    gc.enable()
 
     def _recover(self) -> bool:
         staging = self.root / _STAGING

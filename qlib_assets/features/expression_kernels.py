@@ -10,9 +10,11 @@ row of a panel) and a gather of chosen rows (:func:`window_statistic_at`, the fe
 a one-session run). The statistics are the same functions for both, except that the whole-column
 path has faster forms for the rows whose window is complete (n rows of their own instrument):
 Rank and IdxMax/IdxMin walk the lags (or take block maxima) over the column without building
-window matrices, and Quantile (:func:`quantiles_kernel`, every level of a window at once) sorts
-the lags through a sorting network or runs polars on the valid values. Only the other rows
-(instrument starts, and for Quantile windows over a suspension) fall back to window matrices.
+window matrices, one walk for every window of a column (:func:`ranks_kernel`,
+:func:`extremes_kernel`), and Quantile (:func:`quantiles_kernel`, every level of a window at
+once) sorts the lags through a sorting network or runs polars on the valid values. Only the
+other rows (instrument starts, and for Quantile windows over a suspension) fall back to window
+matrices.
 """
 
 import warnings
@@ -37,6 +39,9 @@ _LAG_ARGMAX = 48
 # quantile beyond. Rows per chunk of the network's lanes.
 _LANE_PAIRS = 120
 _LANE_CHUNK = 1 << 14
+# Networks this large sort float32 lanes when the column allows: shorter ones take too few
+# passes to repay the check (windows from 12 up).
+_NARROW_PAIRS = 40
 
 
 def _windows(values: FloatArray, n: int) -> FloatArray:
@@ -248,36 +253,61 @@ def _statistic(
     return simple[op]()
 
 
-def _rank_column(values: FloatArray, pos: IntArray, n: int) -> FloatArray:
-    """Rank at every row. Walks the window lag by lag over shifted views of the column with
-    in-place small-integer counts: no (rows x n) temporaries, several times faster than
-    comparing a window matrix. ``2*below + tied`` is one count: ``(x < last) + (x <= last)``."""
+def _rank_columns(values: FloatArray, pos: IntArray, ns: Sequence[int]) -> list[FloatArray]:
+    """Rank at every row, for each window of ``ns``. Walks the longest window lag by lag over
+    shifted views of the column with in-place small-integer counts (no (rows x n)
+    temporaries, several times faster than comparing a window matrix); a shorter window's
+    score is the walk's score after its n lags, so one walk serves every window.
+    ``2*below + tied`` is one count: ``(x < last) + (x <= last)``."""
     rows = len(values)
-    padded = np.concatenate([np.full(n - 1, np.nan), values])
+    longest = max(ns)
+    padded = np.concatenate([np.full(longest - 1, np.nan), values])
     # The score is at most 2n: one byte per row while that fits.
-    score = np.zeros(rows, dtype=np.int8 if 2 * n < 128 else np.int32)
+    score = np.zeros(rows, dtype=np.int8 if 2 * longest < 128 else np.int32)
     counted = np.empty(rows, dtype=bool)
     as_int = counted.view(np.int8)
-    with np.errstate(invalid="ignore"):
-        for lag in range(n):
-            column = padded[n - 1 - lag : n - 1 - lag + rows]
+    present = np.concatenate([[0], np.cumsum(~np.isnan(padded))])
+    results: dict[int, tuple[FloatArray, IntArray]] = {}
+    with np.errstate(invalid="ignore", divide="ignore"):
+        for lag in range(longest):
+            column = padded[longest - 1 - lag : longest - 1 - lag + rows]
             np.less(column, values, out=counted)
             np.add(score, as_int, out=score)
             np.less_equal(column, values, out=counted)
             np.add(score, as_int, out=score)
-    present = np.concatenate([[0], np.cumsum(~np.isnan(padded))])
-    valid = present[n : n + rows] - present[:rows]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        result = (score + 1.0) / (2.0 * valid)
-    result[np.isnan(values)] = np.nan
-    # Windows reaching before the instrument's first row (over another instrument's rows when
-    # the column is not padded) are redone from their emptied window matrices.
-    result[pos < 0] = np.nan
-    short = np.flatnonzero((pos >= 0) & (pos < n - 1))
-    if short.size:
-        _, block, _ = _short_rows(_windows(values, n)[short], pos[short], n, np.nan)
-        result[short] = _rank(block)
-    return result
+            n = lag + 1
+            if n in ns:
+                start = longest - n
+                valid = present[start + n : start + n + rows] - present[start : start + rows]
+                results[n] = (score + 1.0) / (2.0 * valid), valid
+    missing = np.isnan(values)
+    ranks: list[FloatArray] = []
+    for n in ns:
+        result, valid = results[n]
+        result[missing] = np.nan
+        result[pos < 0] = np.nan
+        # A window reaching before its instrument's first row is right as walked when the
+        # cells there hold no value (the padded layout's empty rows); the others (over another
+        # instrument's rows when the column is not padded) are redone from their emptied
+        # window matrices.
+        short = np.flatnonzero((pos >= 0) & (pos < n - 1))
+        short = short[_valid_before_start(present, longest - 1, short, pos[short], valid[short])]
+        if short.size:
+            _, block, _ = _short_rows(_windows(values, n)[short], pos[short], n, np.nan)
+            result[short] = _rank(block)
+        ranks.append(result)
+    return ranks
+
+
+def _valid_before_start(
+    present: IntArray, lead: int, rows: IntArray, pos: IntArray, valid: IntArray
+) -> np.ndarray:
+    """Which of ``rows`` (``pos`` their index within their instrument) have a window holding
+    more valid values (``valid``) than their instrument's own rows do: a value before the
+    instrument's first row. ``present`` counts the valid values of the column preceded by
+    ``lead`` cells."""
+    own = present[lead + rows + 1] - present[lead + rows - pos]
+    return valid != own
 
 
 @cache
@@ -301,11 +331,17 @@ def _sorting_network(n: int) -> tuple[tuple[int, int], ...]:
 def _lane_quantiles(values: FloatArray, n: int, qs: Sequence[float]) -> list[FloatArray]:
     """Quantiles of every complete window (rows n-1 onwards), from the n lags of the column
     sorted lane by lane through a sorting network: lane k ends up holding each window's k-th
-    smallest value, and one sort serves every level. Chunks of rows keep the lanes in cache."""
+    smallest value, and one sort serves every level. Chunks of rows keep the lanes in cache.
+    The lanes are float32 when that holds every value exactly (fields are float32): sorting
+    only moves values, so the order statistics are the same at half the memory traffic."""
     rows = len(values) - n + 1
     results = [np.empty(rows) for _ in qs]
     network = _sorting_network(n)
-    spare = np.empty(min(_LANE_CHUNK, rows))
+    if len(network) >= _NARROW_PAIRS:
+        narrow = values.astype(np.float32)
+        if np.array_equal(narrow, values, equal_nan=True):
+            values = narrow
+    spare = np.empty(min(_LANE_CHUNK, rows), dtype=values.dtype)
     for start in range(0, rows, _LANE_CHUNK):
         stop = min(start + _LANE_CHUNK, rows)
         lanes = [values[start + lag : stop + lag].copy() for lag in range(n)]
@@ -318,7 +354,8 @@ def _lane_quantiles(values: FloatArray, n: int, qs: Sequence[float]) -> list[Flo
         for q, result in zip(qs, results, strict=True):
             at = (n - 1) * q
             low = int(np.floor(at))
-            below, above = lanes[low], lanes[min(low + 1, n - 1)]
+            below = lanes[low].astype(np.float64)
+            above = lanes[min(low + 1, n - 1)].astype(np.float64)
             result[start:stop] = below + (above - below) * (at - low)
     return results
 
@@ -358,23 +395,34 @@ def _quantiles_column(
     return results
 
 
-def _lag_argmax(values: FloatArray, n: int) -> tuple[IntArray, FloatArray]:
-    """First-occurrence argmax of each complete window, walking the window lag by lag: cheaper
-    than the block method below for short windows. Branch-free updates (a masked copy costs
-    ten times an arithmetic pass): lags only grow, so the argmax is the last lag that beat the
-    running maximum. Also returns each window's maximum."""
-    rows = len(values) - n + 1
-    best = values[:rows].copy()
+def _lag_argmaxes(values: FloatArray, ns: Sequence[int]) -> dict[int, tuple[IntArray, FloatArray]]:
+    """First-occurrence argmax of each complete window, for each window of ``ns`` (all at most
+    the column's length), walking the longest window lag by lag: cheaper than the block method
+    below for short windows. A window of n rows is the walk after its first n lags, so one
+    walk serves every window. Branch-free updates (a masked copy costs ten times an
+    arithmetic pass): lags only grow, so the argmax is the last lag that beat the running
+    maximum. Also returns each window's maximum."""
+    size = len(values)
+    longest, shortest = max(ns), min(ns)
+    rows = size - shortest + 1
+    # Rows past the column's end rank below every value; the windows reading them are cut off.
+    grid = np.concatenate([values, np.full(longest - shortest, -np.inf)])
+    best = grid[:rows].copy()
     index = np.zeros(rows, dtype=np.int16)
     larger = np.empty(rows, dtype=bool)
     candidate = np.empty(rows, dtype=np.int16)
-    for lag in range(1, n):
-        column = values[lag : lag + rows]
-        np.greater(column, best, out=larger)
-        np.maximum(best, column, out=best)
-        np.multiply(larger, lag, out=candidate, dtype=np.int16)
-        np.maximum(index, candidate, out=index)
-    return index, best
+    walked: dict[int, tuple[IntArray, FloatArray]] = {}
+    for lag in range(longest):
+        if lag:
+            column = grid[lag : lag + rows]
+            np.greater(column, best, out=larger)
+            np.maximum(best, column, out=best)
+            np.multiply(larger, lag, out=candidate, dtype=np.int16)
+            np.maximum(index, candidate, out=index)
+        if lag + 1 in ns:
+            complete = size - lag
+            walked[lag + 1] = (index[:complete].copy(), best[:complete].copy())
+    return walked
 
 
 def _block_argmax(values: FloatArray, n: int) -> tuple[IntArray, FloatArray]:
@@ -408,56 +456,105 @@ def _block_argmax(values: FloatArray, n: int) -> tuple[IntArray, FloatArray]:
     return index, np.maximum(suffix[:rows], prefix[n - 1 : size])
 
 
-def _extreme_column(
-    values: FloatArray, pos: IntArray, n: int, find_max: bool
-) -> tuple[FloatArray, FloatArray]:
-    """IdxMax/IdxMin and Max/Min at every row, from one pass. Complete windows (the row and its
-    n-1 predecessors in the same instrument) take a running argmax over the column with
-    missing rows ranked lowest; the index then follows Qlib's quirk, a window holding a missing
-    session gives its first missing row, while the extreme is that of the valid values.
-    Windows reaching before the instrument's first row are redone from their window
-    matrices."""
+def _extreme_columns(
+    values: FloatArray, pos: IntArray, ns: Sequence[int], find_max: bool
+) -> list[tuple[FloatArray, FloatArray]]:
+    """IdxMax/IdxMin and Max/Min at every row, for each window of ``ns``: one lag walk serves
+    every window of up to ``_LAG_ARGMAX`` rows, longer ones take block maxima. Complete
+    windows (the row and its n-1 predecessors in the same instrument) take that running argmax
+    over the column with missing rows ranked lowest; the index then follows Qlib's quirk, a
+    window holding a missing session gives its first missing row, while the extreme is that of
+    the valid values. A window reaching before its instrument's first row reads the same walk
+    when the cells there are empty rows of no instrument (the padded layout); the others are
+    redone from their window matrices."""
     size = len(values)
-    index = np.full(size, np.nan)
-    extreme = np.full(size, np.nan)
     oriented = values if find_max else -values
     missing = np.isnan(oriented)
-    if size >= n:
-        ranked = np.where(missing, -np.inf, oriented)
-        pick, best = _lag_argmax(ranked, n) if n <= _LAG_ARGMAX else _block_argmax(ranked, n)
-        present = np.concatenate([[0], np.cumsum(~missing)])
-        absent = n - (present[n:] - present[: size - n + 1])
-        # Short windows (their rows are redone below) are left out of the gap search.
-        starts = np.flatnonzero((absent > 0) & (pos[n - 1 :] >= n - 1))
-        gaps = np.flatnonzero(missing)
-        pick = pick.astype(np.float64)
-        pick[starts] = gaps[np.searchsorted(gaps, starts)] - starts
-        empty = absent == n
-        pick[empty] = np.nan
-        best[empty] = np.nan
-        index[n - 1 :] = pick + 1.0
-        extreme[n - 1 :] = best
-    short = np.flatnonzero(pos < n - 1)
-    index[short] = np.nan
-    extreme[short] = np.nan
-    short = short[pos[short] >= 0]
-    if short.size:
-        # The cells before the instrument's first row rank lowest, below any value; numpy's
-        # argmax still returns a window's first NaN.
-        block = _windows(oriented, n)[short]
-        cut = n - 1 - pos[short]
-        before = np.arange(n)[None, :] < cut[:, None]
-        block[before] = -np.inf
-        gap = np.isnan(block)
-        empty = (gap | before).all(axis=1)
-        picked = np.argmax(block, axis=1) - cut + 1.0
-        picked[empty] = np.nan
-        index[short] = picked
-        block[gap] = -np.inf
-        largest = block.max(axis=1)
-        largest[empty] = np.nan
-        extreme[short] = largest
-    return index, extreme if find_max else -extreme
+    ranked = np.where(missing, -np.inf, oriented)
+    present = np.concatenate([[0], np.cumsum(~missing)])
+    real = pos >= 0
+    reals = np.concatenate([[0], np.cumsum(real)])
+    gaps = np.flatnonzero(missing & real)
+    short_windows = [n for n in ns if n <= min(_LAG_ARGMAX, size)]
+    walked = _lag_argmaxes(ranked, short_windows) if short_windows else {}
+    results: list[tuple[FloatArray, FloatArray]] = []
+    for n in ns:
+        index = np.full(size, np.nan)
+        extreme = np.full(size, np.nan)
+        early = np.flatnonzero(pos < n - 1)
+        short = early[pos[early] >= 0]
+        walked_short = short[:0]
+        if size >= n:
+            pick, best = walked[n] if n in walked else _block_argmax(ranked, n)
+            walked_short, short_index, short_extreme = _empty_led(
+                pick, best, present, reals, gaps, short[short >= n - 1], pos, n
+            )
+            absent = n - (present[n:] - present[: size - n + 1])
+            # Short windows are left out of the gap search.
+            starts = np.flatnonzero((absent > 0) & (pos[n - 1 :] >= n - 1))
+            complete = index[n - 1 :]
+            np.add(pick, 1.0, out=complete)
+            complete[starts] = gaps[np.searchsorted(gaps, starts)] - starts + 1.0
+            extreme[n - 1 :] = best
+            empty = np.flatnonzero(absent == n) + n - 1
+            index[empty] = np.nan
+            extreme[empty] = np.nan
+            index[early] = np.nan
+            extreme[early] = np.nan
+        if walked_short.size:
+            index[walked_short] = short_index
+            extreme[walked_short] = short_extreme
+            short = np.setdiff1d(short, walked_short, assume_unique=True)
+        if short.size:
+            # The cells before the instrument's first row rank lowest, below any value; numpy's
+            # argmax still returns a window's first NaN.
+            block = _windows(oriented, n)[short]
+            cut = n - 1 - pos[short]
+            before = np.arange(n)[None, :] < cut[:, None]
+            block[before] = -np.inf
+            gap = np.isnan(block)
+            empty = (gap | before).all(axis=1)
+            picked = np.argmax(block, axis=1) - cut + 1.0
+            picked[empty] = np.nan
+            index[short] = picked
+            block[gap] = -np.inf
+            largest = block.max(axis=1)
+            largest[empty] = np.nan
+            extreme[short] = largest
+        results.append((index, extreme if find_max else -extreme))
+    return results
+
+
+def _empty_led(
+    pick: IntArray,
+    best: FloatArray,
+    present: IntArray,
+    reals: IntArray,
+    gaps: IntArray,
+    rows: IntArray,
+    pos: IntArray,
+    n: int,
+) -> tuple[IntArray, FloatArray, FloatArray]:
+    """IdxMax and Max at the ``rows`` (windows reaching before their instrument's first row)
+    whose cells there are empty rows of no instrument, from the walk's ``pick`` and ``best``
+    (indexed by window start): those cells ranked lowest, so the walk's pick lies in the
+    instrument's rows, counted here from its first row. Returns those rows and both values."""
+    own = pos[rows] + 1
+    own_valid = present[rows + 1] - present[rows + 1 - own]
+    alone = (present[rows + 1] - present[rows + 1 - n] == own_valid) & (
+        reals[rows + 1] - reals[rows + 1 - n] == own
+    )
+    rows, own, own_valid = rows[alone], own[alone], own_valid[alone]
+    start = rows - (n - 1)
+    index = pick[start] + 1.0 - (n - own)
+    gap = np.flatnonzero(own_valid < own)
+    first = rows[gap] + 1 - own[gap]
+    index[gap] = gaps[np.searchsorted(gaps, first)] - first + 1.0
+    extreme = best[start].astype(np.float64)
+    empty = own_valid == 0
+    index[empty] = np.nan
+    extreme[empty] = np.nan
+    return rows, index, extreme
 
 
 def _as_arrays(batch: pl.Series) -> tuple[FloatArray, IntArray]:
@@ -474,9 +571,9 @@ def window_kernel(name: str, n: int) -> Callable[[pl.Series], pl.Series]:
     def run(batch: pl.Series) -> pl.Series:
         values, pos = _as_arrays(batch)
         if name == "Rank":
-            out = _rank_column(values, pos, n)
+            (out,) = _rank_columns(values, pos, (n,))
         elif name in ("IdxMax", "IdxMin"):
-            out, _ = _extreme_column(values, pos, n, find_max=name == "IdxMax")
+            ((out, _),) = _extreme_columns(values, pos, (n,), find_max=name == "IdxMax")
         else:
             out = window_statistic(name, _windows(values, n), pos, n)
         return pl.Series(out, dtype=pl.Float64, nan_to_null=True)
@@ -503,13 +600,42 @@ def extreme_kernel(n: int, find_max: bool) -> Callable[[pl.Series], pl.Series]:
     """A ``map_batches`` function over a struct column ``{v: value, p: pos}``: a struct of
     IdxMax and Max (IdxMin and Min when not ``find_max``) of the same windows at every row,
     fields ``index`` and ``value``, for expressions that take both."""
+    several = extremes_kernel((n,), find_max)
+
+    def run(batch: pl.Series) -> pl.Series:
+        fields = several(batch).struct.unnest()
+        return fields.select(
+            pl.col("index0").alias("index"), pl.col("value0").alias("value")
+        ).to_struct(batch.name)
+
+    return run
+
+
+def extremes_kernel(ns: Sequence[int], find_max: bool) -> Callable[[pl.Series], pl.Series]:
+    """:func:`extreme_kernel` for several windows of one column at once, sharing their work: a
+    struct of fields ``index{i}`` and ``value{i}`` for window ``ns[i]``."""
 
     def run(batch: pl.Series) -> pl.Series:
         values, pos = _as_arrays(batch)
-        index, extreme = _extreme_column(values, pos, n, find_max)
+        fields: list[pl.Series] = []
+        for i, (index, extreme) in enumerate(_extreme_columns(values, pos, ns, find_max)):
+            fields.append(pl.Series(f"index{i}", index, dtype=pl.Float64, nan_to_null=True))
+            fields.append(pl.Series(f"value{i}", extreme, dtype=pl.Float64, nan_to_null=True))
+        return pl.struct(fields, eager=True).alias(batch.name)
+
+    return run
+
+
+def ranks_kernel(ns: Sequence[int]) -> Callable[[pl.Series], pl.Series]:
+    """A ``map_batches`` function over a struct column ``{v: value, p: pos}``: a struct of
+    Rank over each window of ``ns`` (field ``r{i}`` for ``ns[i]``), from one walk of the
+    longest window."""
+
+    def run(batch: pl.Series) -> pl.Series:
+        values, pos = _as_arrays(batch)
         fields = [
-            pl.Series("index", index, dtype=pl.Float64, nan_to_null=True),
-            pl.Series("value", extreme, dtype=pl.Float64, nan_to_null=True),
+            pl.Series(f"r{i}", out, dtype=pl.Float64, nan_to_null=True)
+            for i, out in enumerate(_rank_columns(values, pos, ns))
         ]
         return pl.struct(fields, eager=True).alias(batch.name)
 

@@ -38,7 +38,8 @@ The factor definitions stay Qlib's strings; the arithmetic runs in polars. Seman
 Evaluation: every row of the panel by default, windows as polars rolling ops over a panel padded
 with empty rows between instruments (Quantile, Rank, IdxMax/IdxMin, Mad as numpy kernels). Work
 shared between the expressions is done once: each window input is its own column, the quantile
-levels of one window (QTLU, QTLD) and Max with IdxMax of one window come from one kernel, Corr
+levels of one window (QTLU, QTLD) come from one kernel, as do Max with IdxMax over all windows of
+one input and Rank over all windows of one input (one lag walk serves every short window); Corr
 pairs its sides once for every window, and whole-number window sums (counts, positions) are
 differences of running totals. With ``targets`` (a few output sessions, e.g. the one session of
 a daily run), window inputs are computed over the whole panel and each window statistic only at
@@ -56,7 +57,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import date
-from typing import Literal
+from typing import Literal, TypeGuard
 
 import numpy as np
 import polars as pl
@@ -64,8 +65,10 @@ import polars as pl
 from qlib_assets.features.expression_kernels import (
     CONSTANT_STD,
     extreme_kernel,
+    extremes_kernel,
     paired_variance_kernel,
     quantiles_kernel,
+    ranks_kernel,
     window_kernel,
     window_statistic_at,
 )
@@ -201,9 +204,12 @@ class _Compiler:
         # Quantile levels taken of each "input|window", known before compiling (padded mode).
         self.quantiles: dict[str, tuple[float, ...]] = {}
         self.quantile_structs: dict[str, tuple[pl.Expr, int]] = {}
-        # "input|window|max" (or min) of windows the expressions take both Max and IdxMax of.
-        self.fused_extremes: set[str] = set()
+        # By "input|max" (or min): the windows the expressions take both Max and IdxMax of.
+        self.fused_extremes: dict[str, tuple[int, ...]] = {}
         self.extreme_structs: dict[str, tuple[pl.Expr, int]] = {}
+        # By input key: the windows the expressions rank it over (padded mode).
+        self.ranks: dict[str, tuple[int, ...]] = {}
+        self.rank_structs: dict[str, tuple[pl.Expr, int]] = {}
 
     # -- structure ---------------------------------------------------------------------------
 
@@ -498,8 +504,10 @@ class _Compiler:
         x, stage = self.window_column(feature)
         if op in ("Mean", "Sum") and x_out.kind == "bool":
             return self.counting_mean(op, x, n, stage)
-        if op in _EXTREME and _extreme_key(feature, n, op) in self.fused_extremes:
-            return self.extreme(x, stage, _extreme_key(feature, n, op), n, op)
+        if op in _EXTREME and n in self.fused_extremes.get(_extreme_group(feature, op), ()):
+            return self.extreme(x, stage, _extreme_group(feature, op), n, op)
+        if op == "Rank" and len(self.ranks.get(feature.key(), ())) > 1:
+            return self.rank(x, stage, feature.key(), n)
         if op in ("IdxMax", "IdxMin", "Mad", "Rank"):
             kernel = window_kernel(op, n)
             struct = pl.struct(x.alias("v"), self.pos().alias("p"))
@@ -595,18 +603,44 @@ class _Compiler:
         total, total_stage = self.totals[key]
         return self.win(total - total.shift(n, fill_value=0.0)), total_stage
 
-    def extreme(self, x: pl.Expr, stage: int, key: str, n: int, op: str) -> _Out:
-        """Max and IdxMax (Min and IdxMin) of the same windows as two fields of one kernel's
-        struct column: the argmax walk finds the maximum on its way."""
-        if key not in self.extreme_structs:
+    def extreme(self, x: pl.Expr, stage: int, group: str, n: int, op: str) -> _Out:
+        """Max and IdxMax (Min and IdxMin) of every window the expressions take both of, as
+        fields of one kernel's struct column: the argmax walk finds the maximum on its way,
+        and one walk serves all the short windows."""
+        windows = self.fused_extremes[group]
+        if group not in self.extreme_structs:
             struct = pl.struct(x.alias("v"), self.pos().alias("p"))
-            dtype = pl.Struct({"index": pl.Float64, "value": pl.Float64})
-            kernel = extreme_kernel(n, find_max=op in ("Max", "IdxMax"))
-            expr = struct.map_batches(kernel, return_dtype=dtype)
-            self.extreme_structs[key] = self.column(expr, stage)
-        column, struct_stage = self.extreme_structs[key]
-        field = "index" if op.startswith("Idx") else "value"
+            find_max = op in ("Max", "IdxMax")
+            kernel = (
+                extreme_kernel(n, find_max)
+                if len(windows) == 1
+                else extremes_kernel(windows, find_max)
+            )
+            names = [
+                _extreme_field(kind, i, windows)
+                for i in range(len(windows))
+                for kind in ("index", "value")
+            ]
+            expr = struct.map_batches(
+                kernel, return_dtype=pl.Struct(dict.fromkeys(names, pl.Float64))
+            )
+            self.extreme_structs[group] = self.column(expr, stage)
+        column, struct_stage = self.extreme_structs[group]
+        kind = "index" if op.startswith("Idx") else "value"
+        field = _extreme_field(kind, windows.index(n), windows)
         return self.out64(column.struct.field(field), struct_stage)
+
+    def rank(self, x: pl.Expr, stage: int, key: str, n: int) -> _Out:
+        """Rank over one of several windows of the same input: fields of one kernel's struct
+        column, whose walk over the longest window serves the shorter ones."""
+        windows = self.ranks[key]
+        if key not in self.rank_structs:
+            struct = pl.struct(x.alias("v"), self.pos().alias("p"))
+            dtype = pl.Struct({f"r{i}": pl.Float64 for i in range(len(windows))})
+            expr = struct.map_batches(ranks_kernel(windows), return_dtype=dtype)
+            self.rank_structs[key] = self.column(expr, stage)
+        column, struct_stage = self.rank_structs[key]
+        return self.out64(column.struct.field(f"r{windows.index(n)}"), struct_stage)
 
     def counting_mean(self, op: str, x: pl.Expr, n: int, stage: int) -> _Out:
         """Mean or Sum of a comparison (0/1, missing on padding rows only): whole-number sums,
@@ -931,10 +965,18 @@ def compute_expressions(
     for tree in trees.values():
         _quantile_levels(tree, levels)
     compiler.quantiles = {key: tuple(sorted(qs)) for key, qs in levels.items()}
-    extremes: dict[str, set[str]] = {}
+    extremes: dict[tuple[str, int], set[str]] = {}
     for tree in trees.values():
         _extreme_uses(tree, extremes)
-    compiler.fused_extremes = {key for key, ops in extremes.items() if len(ops) == 2}
+    fused: dict[str, set[int]] = {}
+    for (group, n), kinds in extremes.items():
+        if len(kinds) == 2:
+            fused.setdefault(group, set()).add(n)
+    compiler.fused_extremes = {group: tuple(sorted(ns)) for group, ns in fused.items()}
+    ranks: dict[str, set[int]] = {}
+    for tree in trees.values():
+        _rank_windows(tree, ranks)
+    compiler.ranks = {key: tuple(sorted(ns)) for key, ns in ranks.items()}
     outputs: list[pl.Expr] = []
     for name, tree in trees.items():
         compiler.text = expressions[name]
@@ -1007,18 +1049,41 @@ def _quantile_levels(node: Node, levels: dict[str, set[float]]) -> None:
         _quantile_levels(arg, levels)
 
 
-def _extreme_key(feature: Node, n: int, op: str) -> str:
-    return f"{feature.key()}|{n}|{'max' if op in ('Max', 'IdxMax') else 'min'}"
+def _extreme_field(kind: str, i: int, windows: tuple[int, ...]) -> str:
+    """The field of :func:`extreme_kernel`'s struct (one window) or of
+    :func:`extremes_kernel`'s (several) holding ``kind`` for ``windows[i]``."""
+    return kind if len(windows) == 1 else f"{kind}{i}"
 
 
-def _extreme_uses(node: Node, uses: dict[str, set[str]]) -> None:
+def _extreme_group(feature: Node, op: str) -> str:
+    return f"{feature.key()}|{'max' if op in ('Max', 'IdxMax') else 'min'}"
+
+
+def _extreme_uses(node: Node, uses: dict[tuple[str, int], set[str]]) -> None:
     """Which of Max/IdxMax (Min/IdxMin) the expressions take of each input and window."""
     if not isinstance(node, Call):
         return
     if node.op in _EXTREME and len(node.args) == 2:
         feature, n = node.args
-        if isinstance(n, Const) and isinstance(n.value, int):
+        if _positive_int(n):
             kind = "index" if node.op.startswith("Idx") else "value"
-            uses.setdefault(_extreme_key(feature, n.value, node.op), set()).add(kind)
+            uses.setdefault((_extreme_group(feature, node.op), n.value), set()).add(kind)
     for arg in node.args:
         _extreme_uses(arg, uses)
+
+
+def _rank_windows(node: Node, windows: dict[str, set[int]]) -> None:
+    """The windows of every well-formed ``Rank(x, n)``, by ``x``."""
+    if not isinstance(node, Call):
+        return
+    if node.op == "Rank" and len(node.args) == 2:
+        feature, n = node.args
+        if _positive_int(n):
+            windows.setdefault(feature.key(), set()).add(n.value)
+    for arg in node.args:
+        _rank_windows(arg, windows)
+
+
+def _positive_int(node: Node) -> TypeGuard[Const]:
+    """A window literal the compiler accepts (invalid ones fail when compiled)."""
+    return isinstance(node, Const) and isinstance(node.value, int) and node.value > 0

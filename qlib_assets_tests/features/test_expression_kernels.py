@@ -12,8 +12,10 @@ import pytest
 
 from qlib_assets.features.expression_kernels import (
     extreme_kernel,
+    extremes_kernel,
     paired_variance_kernel,
     quantiles_kernel,
+    ranks_kernel,
     window_kernel,
     window_statistic_at,
 )
@@ -70,6 +72,28 @@ def test_extreme_kernel_equals_gathered_windows(find_max: bool, n: int, pad: int
     for field, op in zip(("index", "value"), ops, strict=True):
         expected = window_statistic_at(op, [values], rows, pos[rows], n)
         _same(struct.struct.field(field).fill_null(np.nan).to_numpy()[rows], expected)
+
+
+@pytest.mark.parametrize("pad", [0, 64])
+@pytest.mark.parametrize("ns", [(1, 2, 3), (5, 10, 20, 30, 60), (13, 49, 64), (2, 48, 49)])
+def test_several_windows_equal_gathered_windows(ns: tuple[int, ...], pad: int) -> None:
+    """One walk serving several windows (some longer than the argmax walk, some longer than
+    an instrument) gives each window's own statistic."""
+    values, pos = _column(seed=300 + sum(ns), pad=pad)
+    rows = np.flatnonzero(pos >= 0)
+    batch = _batch(values, pos)
+    ranks = ranks_kernel(ns)(batch)
+    for find_max in (True, False):
+        extremes = extremes_kernel(ns, find_max)(batch)
+        ops = ("IdxMax", "Max") if find_max else ("IdxMin", "Min")
+        for i, n in enumerate(ns):
+            for field, op in zip(("index", "value"), ops, strict=True):
+                expected = window_statistic_at(op, [values], rows, pos[rows], n)
+                ours = extremes.struct.field(f"{field}{i}").fill_null(np.nan).to_numpy()
+                _same(ours[rows], expected)
+    for i, n in enumerate(ns):
+        expected = window_statistic_at("Rank", [values], rows, pos[rows], n)
+        _same(ranks.struct.field(f"r{i}").fill_null(np.nan).to_numpy()[rows], expected)
 
 
 @pytest.mark.parametrize("pad", [0, 64])

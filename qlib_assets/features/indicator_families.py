@@ -19,7 +19,6 @@ ANNUALIZATION = 252.0
 
 AD = c_function("AD")
 ATR = c_function("ATR")
-BBANDS = c_function("BBANDS")
 CCI = c_function("CCI")
 EMA = c_function("EMA")
 MACD = c_function("MACD")
@@ -31,8 +30,6 @@ OBV = c_function("OBV")
 ROC = c_function("ROC")
 RSI = c_function("RSI")
 SAR = c_function("SAR")
-SMA = c_function("SMA")
-STDDEV = c_function("STDDEV")
 STOCH = c_function("STOCH")
 WILLR = c_function("WILLR")
 VAR = c_function("VAR")
@@ -41,9 +38,7 @@ WMA = c_function("WMA")
 
 def sma(panel: Panel, *, timeperiod: int) -> Outputs:
     """Simple moving average of close over ``timeperiod`` sessions (TA-Lib SMA)."""
-    value = SMA(panel.unit_close, timeperiod=timeperiod)
-    value /= panel.close_scale
-    return {"value": value}
+    return {"value": panel.close_mean(timeperiod)}
 
 
 def ema(panel: Panel, *, timeperiod: int) -> Outputs:
@@ -65,9 +60,12 @@ def bollinger(panel: Panel, *, timeperiod: int, nbdev: float) -> Outputs:
     """Bollinger Bands (TA-Lib BBANDS): middle = SMA(close), upper/lower = middle +/- nbdev x
     population std of close over ``timeperiod``; width = (upper - lower) / middle;
     %b = (close - lower) / (upper - lower), null when the bands coincide."""
-    upper, middle, lower = panel.each_instrument(
-        BBANDS, (panel.close,), 3, timeperiod=timeperiod, nbdevup=nbdev, nbdevdn=nbdev
-    )
+    # TA-Lib's BBANDS is the SMA plus and minus nbdev x its STDDEV, bit for bit; the two are
+    # also columns of their own, so computing them once serves both.
+    middle = panel.close_mean(timeperiod)
+    band = panel.close_std(timeperiod) * nbdev
+    upper = middle + band
+    lower = middle - band
     spread = upper - lower
     width = spread / middle
     percent_b = panel.close - lower
@@ -233,8 +231,7 @@ def vix_like(panel: Panel, *, timeperiod: int) -> Outputs:
 
 def rolling_std(panel: Panel, *, timeperiod: int) -> Outputs:
     """Population standard deviation of close over ``timeperiod`` sessions (TA-Lib STDDEV)."""
-    (value,) = panel.each_instrument(STDDEV, (panel.close,), 1, timeperiod=timeperiod, nbdev=1.0)
-    return {"value": value}
+    return {"value": panel.close_std(timeperiod)}
 
 
 def historical_volatility(panel: Panel, *, timeperiod: int) -> Outputs:

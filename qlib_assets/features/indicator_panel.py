@@ -46,6 +46,8 @@ _PER_INSTRUMENT = threading.Lock()
 SHORT_SERIES = 1000
 
 _EMA = c_function("EMA")
+_SMA = c_function("SMA")
+_STDDEV = c_function("STDDEV")
 _SUM = c_function("SUM")
 
 
@@ -66,6 +68,7 @@ class Panel:
     _restarts: dict[tuple[int, int], tuple[np.ndarray, np.ndarray, np.ndarray]] = field(
         default_factory=dict, repr=False
     )
+    _close_windows: dict[tuple[str, int], np.ndarray] = field(default_factory=dict, repr=False)
 
     @property
     def rows(self) -> int:
@@ -133,6 +136,27 @@ class Panel:
     @cached_property
     def unit_return(self) -> np.ndarray:
         return self.log_return * self.return_scale
+
+    def close_mean(self, timeperiod: int) -> np.ndarray:
+        """TA-Lib SMA of close over ``timeperiod``, run on the unit-scaled concatenation; kept,
+        as several families read it. Not to be changed in place."""
+        key = ("mean", timeperiod)
+        if key not in self._close_windows:
+            value = _SMA(self.unit_close, timeperiod=timeperiod)
+            value /= self.close_scale
+            self._close_windows[key] = value
+        return self._close_windows[key]
+
+    def close_std(self, timeperiod: int) -> np.ndarray:
+        """TA-Lib STDDEV (population, nbdev 1) of close over ``timeperiod``, per instrument; kept,
+        as several families read it. Not to be changed in place."""
+        key = ("std", timeperiod)
+        if key not in self._close_windows:
+            (value,) = self.each_instrument(
+                _STDDEV, (self.close,), 1, timeperiod=timeperiod, nbdev=1.0
+            )
+            self._close_windows[key] = value
+        return self._close_windows[key]
 
     def rows_at(self, low: int, high: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Rows whose position within their instrument is in [low, high), those positions, and

@@ -581,47 +581,36 @@ def window_kernel(name: str, n: int) -> Callable[[pl.Series], pl.Series]:
     return run
 
 
+def _struct(batch: pl.Series, columns: Sequence[tuple[str, FloatArray]]) -> pl.Series:
+    """A struct kernel's result: Float64 fields, null where NaN, named as the input column."""
+    fields = [pl.Series(name, out, dtype=pl.Float64, nan_to_null=True) for name, out in columns]
+    return pl.struct(fields, eager=True).alias(batch.name)
+
+
 def quantiles_kernel(n: int, qs: Sequence[float]) -> Callable[[pl.Series], pl.Series]:
     """A ``map_batches`` function over a struct column ``{v: value, p: pos}``: a struct of the
     quantiles ``qs`` of the same windows at every row, field ``q{i}`` for ``qs[i]``."""
 
     def run(batch: pl.Series) -> pl.Series:
         values, pos = _as_arrays(batch)
-        fields = [
-            pl.Series(f"q{i}", out, dtype=pl.Float64, nan_to_null=True)
-            for i, out in enumerate(_quantiles_column(values, pos, n, qs))
-        ]
-        return pl.struct(fields, eager=True).alias(batch.name)
-
-    return run
-
-
-def extreme_kernel(n: int, find_max: bool) -> Callable[[pl.Series], pl.Series]:
-    """A ``map_batches`` function over a struct column ``{v: value, p: pos}``: a struct of
-    IdxMax and Max (IdxMin and Min when not ``find_max``) of the same windows at every row,
-    fields ``index`` and ``value``, for expressions that take both."""
-    several = extremes_kernel((n,), find_max)
-
-    def run(batch: pl.Series) -> pl.Series:
-        fields = several(batch).struct.unnest()
-        return fields.select(
-            pl.col("index0").alias("index"), pl.col("value0").alias("value")
-        ).to_struct(batch.name)
+        quantiles = _quantiles_column(values, pos, n, qs)
+        return _struct(batch, [(f"q{i}", out) for i, out in enumerate(quantiles)])
 
     return run
 
 
 def extremes_kernel(ns: Sequence[int], find_max: bool) -> Callable[[pl.Series], pl.Series]:
-    """:func:`extreme_kernel` for several windows of one column at once, sharing their work: a
-    struct of fields ``index{i}`` and ``value{i}`` for window ``ns[i]``."""
+    """A ``map_batches`` function over a struct column ``{v: value, p: pos}``: a struct of
+    IdxMax and Max (IdxMin and Min when not ``find_max``) of the same windows at every row, for
+    expressions that take both, sharing the work of several windows: fields ``index{i}`` and
+    ``value{i}`` for window ``ns[i]``."""
 
     def run(batch: pl.Series) -> pl.Series:
         values, pos = _as_arrays(batch)
-        fields: list[pl.Series] = []
+        columns: list[tuple[str, FloatArray]] = []
         for i, (index, extreme) in enumerate(_extreme_columns(values, pos, ns, find_max)):
-            fields.append(pl.Series(f"index{i}", index, dtype=pl.Float64, nan_to_null=True))
-            fields.append(pl.Series(f"value{i}", extreme, dtype=pl.Float64, nan_to_null=True))
-        return pl.struct(fields, eager=True).alias(batch.name)
+            columns += [(f"index{i}", index), (f"value{i}", extreme)]
+        return _struct(batch, columns)
 
     return run
 
@@ -633,11 +622,8 @@ def ranks_kernel(ns: Sequence[int]) -> Callable[[pl.Series], pl.Series]:
 
     def run(batch: pl.Series) -> pl.Series:
         values, pos = _as_arrays(batch)
-        fields = [
-            pl.Series(f"r{i}", out, dtype=pl.Float64, nan_to_null=True)
-            for i, out in enumerate(_rank_columns(values, pos, ns))
-        ]
-        return pl.struct(fields, eager=True).alias(batch.name)
+        ranks = _rank_columns(values, pos, ns)
+        return _struct(batch, [(f"r{i}", out) for i, out in enumerate(ranks)])
 
     return run
 

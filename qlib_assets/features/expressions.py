@@ -54,7 +54,7 @@ no ``__neg__``); chained comparisons are refused.
 """
 
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import date
 from typing import Literal, TypeGuard
@@ -64,7 +64,6 @@ import polars as pl
 
 from qlib_assets.features.expression_kernels import (
     CONSTANT_STD,
-    extreme_kernel,
     extremes_kernel,
     paired_variance_kernel,
     quantiles_kernel,
@@ -610,24 +609,15 @@ class _Compiler:
         windows = self.fused_extremes[group]
         if group not in self.extreme_structs:
             struct = pl.struct(x.alias("v"), self.pos().alias("p"))
-            find_max = op in ("Max", "IdxMax")
-            kernel = (
-                extreme_kernel(n, find_max)
-                if len(windows) == 1
-                else extremes_kernel(windows, find_max)
-            )
-            names = [
-                _extreme_field(kind, i, windows)
-                for i in range(len(windows))
-                for kind in ("index", "value")
-            ]
+            kernel = extremes_kernel(windows, find_max=op in ("Max", "IdxMax"))
+            names = [f"{kind}{i}" for i in range(len(windows)) for kind in ("index", "value")]
             expr = struct.map_batches(
                 kernel, return_dtype=pl.Struct(dict.fromkeys(names, pl.Float64))
             )
             self.extreme_structs[group] = self.column(expr, stage)
         column, struct_stage = self.extreme_structs[group]
         kind = "index" if op.startswith("Idx") else "value"
-        field = _extreme_field(kind, windows.index(n), windows)
+        field = f"{kind}{windows.index(n)}"
         return self.out64(column.struct.field(field), struct_stage)
 
     def rank(self, x: pl.Expr, stage: int, key: str, n: int) -> _Out:
@@ -953,30 +943,16 @@ def compute_expressions(
         except ExpressionError as exc:
             raise ExpressionError(f"{name}: {exc.reason}", text, exc.position) from None
         _check_fields_used(trees[name], text)
-    uses: Counter[str] = Counter()
-    for tree in trees.values():
-        _count(tree, uses)
+    calls = [call for tree in trees.values() for call in _calls(tree)]
+    uses = Counter(call.key() for call in calls)
     compiler.shared = {key for key, count in uses.items() if count > 1}
     codes = panel.get_column(INSTRUMENT).rle_id().to_numpy()
     lengths = np.bincount(codes).astype(np.float64)
     squares = float(((lengths - 1) * lengths * (2 * lengths - 1) / 6).sum())
     compiler.exact_totals = squares < _EXACT_TOTAL
-    levels: dict[str, set[float]] = {}
-    for tree in trees.values():
-        _quantile_levels(tree, levels)
-    compiler.quantiles = {key: tuple(sorted(qs)) for key, qs in levels.items()}
-    extremes: dict[tuple[str, int], set[str]] = {}
-    for tree in trees.values():
-        _extreme_uses(tree, extremes)
-    fused: dict[str, set[int]] = {}
-    for (group, n), kinds in extremes.items():
-        if len(kinds) == 2:
-            fused.setdefault(group, set()).add(n)
-    compiler.fused_extremes = {group: tuple(sorted(ns)) for group, ns in fused.items()}
-    ranks: dict[str, set[int]] = {}
-    for tree in trees.values():
-        _rank_windows(tree, ranks)
-    compiler.ranks = {key: tuple(sorted(ns)) for key, ns in ranks.items()}
+    compiler.quantiles = _quantile_levels(calls)
+    compiler.fused_extremes = _fused_extremes(calls)
+    compiler.ranks = _rank_windows(calls)
     outputs: list[pl.Expr] = []
     for name, tree in trees.items():
         compiler.text = expressions[name]
@@ -1030,58 +1006,55 @@ def _at_targets(
     return frame.lazy().select(INSTRUMENT, "date", *outputs).collect()
 
 
-def _count(node: Node, uses: Counter[str]) -> None:
+def _calls(node: Node) -> Iterator[Call]:
+    """``node`` and every call inside it, outermost first."""
     if isinstance(node, Call):
-        uses[node.key()] += 1
+        yield node
         for arg in node.args:
-            _count(arg, uses)
+            yield from _calls(arg)
 
 
-def _quantile_levels(node: Node, levels: dict[str, set[float]]) -> None:
+def _quantile_levels(calls: Sequence[Call]) -> dict[str, tuple[float, ...]]:
     """The levels of every well-formed ``Quantile(x, n, q)``, by ``x|n``."""
-    if not isinstance(node, Call):
-        return
-    if node.op == "Quantile" and len(node.args) == 3:
-        feature, n, q = node.args
-        if isinstance(n, Const) and isinstance(q, Const):
-            levels.setdefault(f"{feature.key()}|{n.value}", set()).add(float(q.value))
-    for arg in node.args:
-        _quantile_levels(arg, levels)
-
-
-def _extreme_field(kind: str, i: int, windows: tuple[int, ...]) -> str:
-    """The field of :func:`extreme_kernel`'s struct (one window) or of
-    :func:`extremes_kernel`'s (several) holding ``kind`` for ``windows[i]``."""
-    return kind if len(windows) == 1 else f"{kind}{i}"
+    levels: dict[str, set[float]] = {}
+    for call in calls:
+        if call.op == "Quantile" and len(call.args) == 3:
+            feature, n, q = call.args
+            if isinstance(n, Const) and isinstance(q, Const):
+                levels.setdefault(f"{feature.key()}|{n.value}", set()).add(float(q.value))
+    return {key: tuple(sorted(qs)) for key, qs in levels.items()}
 
 
 def _extreme_group(feature: Node, op: str) -> str:
     return f"{feature.key()}|{'max' if op in ('Max', 'IdxMax') else 'min'}"
 
 
-def _extreme_uses(node: Node, uses: dict[tuple[str, int], set[str]]) -> None:
-    """Which of Max/IdxMax (Min/IdxMin) the expressions take of each input and window."""
-    if not isinstance(node, Call):
-        return
-    if node.op in _EXTREME and len(node.args) == 2:
-        feature, n = node.args
-        if _positive_int(n):
-            kind = "index" if node.op.startswith("Idx") else "value"
-            uses.setdefault((_extreme_group(feature, node.op), n.value), set()).add(kind)
-    for arg in node.args:
-        _extreme_uses(arg, uses)
+def _fused_extremes(calls: Sequence[Call]) -> dict[str, tuple[int, ...]]:
+    """By input and direction (``x|max``, ``x|min``), the windows the expressions take both
+    the extreme and its index of."""
+    kinds: dict[tuple[str, int], set[bool]] = {}
+    for call in calls:
+        if call.op in _EXTREME and len(call.args) == 2:
+            feature, n = call.args
+            if _positive_int(n):
+                group = (_extreme_group(feature, call.op), n.value)
+                kinds.setdefault(group, set()).add(call.op.startswith("Idx"))
+    fused: dict[str, set[int]] = {}
+    for (group, n), found in kinds.items():
+        if len(found) == 2:
+            fused.setdefault(group, set()).add(n)
+    return {group: tuple(sorted(ns)) for group, ns in fused.items()}
 
 
-def _rank_windows(node: Node, windows: dict[str, set[int]]) -> None:
+def _rank_windows(calls: Sequence[Call]) -> dict[str, tuple[int, ...]]:
     """The windows of every well-formed ``Rank(x, n)``, by ``x``."""
-    if not isinstance(node, Call):
-        return
-    if node.op == "Rank" and len(node.args) == 2:
-        feature, n = node.args
-        if _positive_int(n):
-            windows.setdefault(feature.key(), set()).add(n.value)
-    for arg in node.args:
-        _rank_windows(arg, windows)
+    windows: dict[str, set[int]] = {}
+    for call in calls:
+        if call.op == "Rank" and len(call.args) == 2:
+            feature, n = call.args
+            if _positive_int(n):
+                windows.setdefault(feature.key(), set()).add(n.value)
+    return {key: tuple(sorted(ns)) for key, ns in windows.items()}
 
 
 def _positive_int(node: Node) -> TypeGuard[Const]:

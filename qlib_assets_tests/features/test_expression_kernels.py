@@ -11,7 +11,6 @@ import polars as pl
 import pytest
 
 from qlib_assets.features.expression_kernels import (
-    extreme_kernel,
     extremes_kernel,
     paired_variance_kernel,
     quantiles_kernel,
@@ -67,9 +66,9 @@ def test_column_kernels_equal_gathered_windows(op: str, n: int, pad: int) -> Non
 def test_extreme_kernel_equals_gathered_windows(find_max: bool, n: int, pad: int) -> None:
     values, pos = _column(seed=200 + n, pad=pad)
     rows = np.flatnonzero(pos >= 0)
-    struct = extreme_kernel(n, find_max)(_batch(values, pos))
+    struct = extremes_kernel((n,), find_max)(_batch(values, pos))
     ops = ("IdxMax", "Max") if find_max else ("IdxMin", "Min")
-    for field, op in zip(("index", "value"), ops, strict=True):
+    for field, op in zip(("index0", "value0"), ops, strict=True):
         expected = window_statistic_at(op, [values], rows, pos[rows], n)
         _same(struct.struct.field(field).fill_null(np.nan).to_numpy()[rows], expected)
 

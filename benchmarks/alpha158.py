@@ -13,6 +13,7 @@ Each engine runs ``--repeats`` times, the two interleaved, and the medians are p
         [--incremental-instruments 5000] [--margin 10] [--repeats 3]
 """
 
+import qlib_assets  # noqa: F401, I001 (first: it sets polars' allocator options)
 import argparse
 import tempfile
 import time

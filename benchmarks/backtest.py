@@ -13,6 +13,7 @@ Prints each time, the ratio to Qlib's, and the largest difference of the values.
     .venv/bin/python benchmarks/backtest.py [--instruments 300] [--years 2] [--topk 30]
 """
 
+import qlib_assets  # noqa: F401, I001 (first: it sets polars' allocator options)
 import argparse
 import tempfile
 import time

@@ -19,6 +19,7 @@ The market shifts regime on the monitored session, so the report has drift to sh
         [--reference-rows 50000] [--full-report]
 """
 
+import qlib_assets  # noqa: F401, I001 (first: it sets polars' allocator options)
 import argparse
 import tempfile
 import time

@@ -13,6 +13,7 @@ because other processes on the machine move both sides' times.
     .venv/bin/python benchmarks/indicators.py [--repeat 7] [--threads N]
 """
 
+import qlib_assets  # noqa: F401, I001 (first: it sets polars' allocator options)
 import argparse
 import os
 import statistics

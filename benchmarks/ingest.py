@@ -12,6 +12,7 @@ Usage: .venv/bin/python benchmarks/ingest.py [--instruments 5000] [--years 10] [
    pages, as in production, where the daily append comes a day after the previous write.
 """
 
+import qlib_assets  # noqa: F401, I001 (first: it sets polars' allocator options)
 import argparse
 import os
 import statistics

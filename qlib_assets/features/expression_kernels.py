@@ -10,15 +10,15 @@ row of a panel) and a gather of chosen rows (:func:`window_statistic_at`, the fe
 a one-session run). The statistics are the same functions for both, except that the whole-column
 path has faster forms for the rows whose window is complete (n rows of their own instrument):
 Rank and IdxMax/IdxMin walk the lags (or take block maxima) over the column without building
-window matrices, one walk for every window of a column (:func:`ranks_kernel`,
-:func:`extremes_kernel`), and Quantile (:func:`quantiles_kernel`, every level of a window at
-once) sorts the lags through a sorting network or runs polars on the valid values. Only the
-other rows (instrument starts, and for Quantile windows over a suspension) fall back to window
-matrices.
+window matrices, one walk for every window of a column (:func:`ranks_kernel`); Quantile
+(:func:`quantiles_kernel`, every window and level of a column at once) sorts each window's
+cells lane by lane, short windows through a sorting network and longer ones by merging two
+shorter windows' sorted lanes. Only the other rows (instrument starts over another
+instrument's rows) fall back to window matrices.
 """
 
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from functools import cache
 
 import numpy as np
@@ -34,14 +34,11 @@ CONSTANT_STD = 2e-05
 _BLOCK_ROWS = 1 << 15
 # Longest window whose argmax walks the lags; longer ones use the block method.
 _LAG_ARGMAX = 48
-# Quantiles come from a sorting network while it has at most this many compare-exchange pairs
-# per quantile level taken (windows up to 20 for one level, 30 for two); polars' rolling
-# quantile beyond. Rows per chunk of the network's lanes.
-_LANE_PAIRS = 120
-_LANE_CHUNK = 1 << 14
-# Networks this large sort float32 lanes when the column allows: shorter ones take too few
-# passes to repay the check (windows from 12 up).
-_NARROW_PAIRS = 40
+# Sorted lanes: windows up to this long are sorted by a sorting network, longer ones merged
+# from two shorter ones; rows per chunk (larger chunks leave the caches, smaller ones pay more
+# Python per numpy call).
+_NETWORK_ROWS = 8
+_LANE_CHUNK = 1 << 15
 
 
 def _windows(values: FloatArray, n: int) -> FloatArray:
@@ -328,70 +325,196 @@ def _sorting_network(n: int) -> tuple[tuple[int, int], ...]:
     return tuple(pairs)
 
 
-def _lane_quantiles(values: FloatArray, n: int, qs: Sequence[float]) -> list[FloatArray]:
-    """Quantiles of every complete window (rows n-1 onwards), from the n lags of the column
-    sorted lane by lane through a sorting network: lane k ends up holding each window's k-th
-    smallest value, and one sort serves every level. Chunks of rows keep the lanes in cache.
-    The lanes are float32 when that holds every value exactly (fields are float32): sorting
-    only moves values, so the order statistics are the same at half the memory traffic."""
-    rows = len(values) - n + 1
-    results = [np.empty(rows) for _ in qs]
-    network = _sorting_network(n)
-    if len(network) >= _NARROW_PAIRS:
-        narrow = values.astype(np.float32)
-        if np.array_equal(narrow, values, equal_nan=True):
-            values = narrow
-    spare = np.empty(min(_LANE_CHUNK, rows), dtype=values.dtype)
-    for start in range(0, rows, _LANE_CHUNK):
-        stop = min(start + _LANE_CHUNK, rows)
-        lanes = [values[start + lag : stop + lag].copy() for lag in range(n)]
-        free = spare[: stop - start]
-        for i, j in network:
-            low, high = lanes[i], lanes[j]
-            np.minimum(low, high, out=free)
-            np.maximum(low, high, out=high)
-            lanes[i], free = free, low
-        for q, result in zip(qs, results, strict=True):
-            at = (n - 1) * q
-            low = int(np.floor(at))
-            below = lanes[low].astype(np.float64)
-            above = lanes[min(low + 1, n - 1)].astype(np.float64)
-            result[start:stop] = below + (above - below) * (at - low)
-    return results
+def window_split(n: int, built: Collection[int]) -> int:
+    """How window ``n`` is merged from two shorter windows: the length ``k`` of its newer part,
+    next to an older window of ``n - k`` rows ending ``k`` rows back. The longest window already
+    built below ``n`` when it covers at least half of ``n``, else the upper half of ``n`` (to be
+    built first, as is the older part when missing)."""
+    k = max((size for size in built if size < n), default=0)
+    return k if 2 * k >= n else (n + 1) // 2
 
 
-def _quantiles_column(
-    values: FloatArray, pos: IntArray, n: int, qs: Sequence[float]
-) -> list[FloatArray]:
-    """Quantiles at every row. Rows whose window is n valid sessions of their own instrument take
-    a fast path: sorted lanes for very short windows, else polars' rolling quantile, several
-    times faster on a column without missing values, run on the valid values alone. The other
-    rows (instrument starts, windows over a suspension) are computed from their gathered
-    windows, sorted once for all ``qs``."""
+@cache
+def _merging_network(older: int, newer: int) -> tuple[tuple[int, ...], tuple[tuple[int, int], ...]]:
+    """Compare-exchange steps that merge two sorted runs of lanes (``older`` then ``newer``)
+    into one sorted run of ``older + newer`` lanes: a bitonic merge of the older run, empty
+    lanes (+inf) up to a power of two, and the newer run reversed. Steps touching an empty lane
+    are resolved here: against a larger position they do nothing, against a smaller one they
+    move the lane there. Returns where each lane starts (older lanes as 0.., newer as
+    ``older``..; -1 for an empty one) and the remaining steps, as pairs of positions i < j to
+    order; a step (-1 - i, j) moves position j's lane to i."""
+    size = 1
+    while size < older + newer:
+        size *= 2
+    start = [
+        *range(older),
+        *([-1] * (size - older - newer)),
+        *reversed(range(older, older + newer)),
+    ]
+    empty = {p for p, lane in enumerate(start) if lane < 0}
+    steps: list[tuple[int, int]] = []
+    span = size // 2
+    while span:
+        for base in range(0, size, 2 * span):
+            for i in range(base, base + span):
+                j = i + span
+                if j in empty:
+                    continue
+                if i in empty:
+                    steps.append((-1 - i, j))
+                    empty.remove(i)
+                    empty.add(j)
+                else:
+                    steps.append((i, j))
+        span //= 2
+    return tuple(start), tuple(steps)
+
+
+def _compare_exchange(
+    lanes: FloatArray, order: list[int], steps: Iterable[tuple[int, int]], spare: int
+) -> None:
+    """Run the steps over ``lanes`` (one row of values per lane), where position p's values are
+    ``lanes[order[p]]``: the smaller of each pair goes to the spare row, which becomes
+    position i's, and the larger overwrites position j's row."""
+    for i, j in steps:
+        if i < 0:
+            order[-1 - i] = order[j]
+            continue
+        low, high = order[i], order[j]
+        np.minimum(lanes[low], lanes[high], out=lanes[spare])
+        np.maximum(lanes[low], lanes[high], out=lanes[high])
+        order[i], spare = spare, low
+
+
+def _sorted_windows(
+    values: FloatArray, windows: Sequence[int], lo: int, hi: int
+) -> dict[int, tuple[FloatArray, list[int], int]]:
+    """For rows ``lo``..``hi`` of ``values`` (missing as +inf, ``lo`` at least the longest
+    window's reach past the start) and each window: its cells sorted lane by lane. Returns
+    ``(lanes, order, first)``: lane row ``order[p]`` holds the p-th smallest of the window
+    ending at each row from ``first``. Short windows come from a sorting network, longer ones
+    from merging two shorter ones (one ending ``k`` rows back), which rows before ``lo`` make
+    available."""
+    recipe: dict[int, int] = {}
+
+    def plan(n: int) -> None:
+        if n in recipe or n <= _NETWORK_ROWS:
+            recipe.setdefault(n, 0)
+            return
+        k = window_split(n, recipe)
+        plan(k)
+        plan(n - k)
+        recipe[n] = k
+
+    for n in sorted(windows):
+        plan(n)
+    # Rows before lo each window is needed at: the older part of a merge is read k rows back.
+    reach = dict.fromkeys(recipe, 0)
+    for n in sorted(recipe, reverse=True):
+        if k := recipe[n]:
+            reach[k] = max(reach[k], reach[n])
+            reach[n - k] = max(reach[n - k], reach[n] + k)
+    built: dict[int, tuple[FloatArray, list[int], int]] = {}
+    for n in sorted(recipe):
+        first = lo - reach[n]
+        rows = hi - first
+        lanes = np.empty((n + 1, rows), dtype=values.dtype)
+        if not recipe[n]:
+            for lag in range(n):
+                lanes[lag] = values[first - n + 1 + lag : hi - n + 1 + lag]
+            order = list(range(n))
+            _compare_exchange(lanes, order, _sorting_network(n), n)
+        else:
+            k = recipe[n]
+            start, steps = _merging_network(n - k, k)
+            (old, old_order, old_first), (new, new_order, new_first) = built[n - k], built[k]
+            order = [-1] * len(start)
+            for p, lane in enumerate(start):
+                if lane < 0:
+                    continue
+                if lane < n - k:
+                    at = first - k - old_first
+                    lanes[lane] = old[old_order[lane], at : at + rows]
+                else:
+                    at = first - new_first
+                    lanes[lane] = new[new_order[lane - n + k], at : at + rows]
+                order[p] = lane
+            _compare_exchange(lanes, order, steps, n)
+            order = order[:n]
+        built[n] = lanes, order, first
+    return built
+
+
+def _quantile_chunk(
+    cells: FloatArray,
+    lead: int,
+    present: IntArray,
+    levels: Mapping[int, Sequence[float]],
+    results: Mapping[int, Sequence[FloatArray]],
+    lo: int,
+    hi: int,
+) -> None:
+    """Rows ``lo``..``hi`` of :func:`_quantile_columns`' results from sorted lanes: fixed lanes
+    for the windows of n valid values, lanes chosen row by row for the others."""
+    built = _sorted_windows(cells, tuple(levels), lead + lo, lead + hi)
+    rows = np.arange(lo, hi)
+    for n, qs in levels.items():
+        lanes, order, first = built[n]
+        at_lo = lead + lo - first
+        count = present[rows + 1] - present[np.maximum(rows + 1 - n, 0)]
+        partial = np.flatnonzero(count < n)
+        valid = count[partial]
+        orders = np.asarray(order)
+        # Lanes past a window's valid values hold +inf: inf - inf where the fixed lanes are
+        # read, on rows redone below; an empty window stays NaN, as pandas gives.
+        with np.errstate(invalid="ignore"):
+            for q, result in zip(qs, results[n], strict=True):
+                at = (n - 1) * q
+                low = int(np.floor(at))
+                below = lanes[order[low], at_lo:].astype(np.float64)
+                above = lanes[order[min(low + 1, n - 1)], at_lo:].astype(np.float64)
+                out = below + (above - below) * (at - low)
+                if partial.size:
+                    at_p = np.maximum(valid - 1, 0) * q
+                    low_p = np.floor(at_p).astype(np.int64)
+                    high_p = np.minimum(low_p + 1, np.maximum(valid - 1, 0))
+                    below_p = lanes[orders[low_p], at_lo + partial].astype(np.float64)
+                    above_p = lanes[orders[high_p], at_lo + partial].astype(np.float64)
+                    out[partial] = below_p + (above_p - below_p) * (at_p - low_p)
+                    out[partial[valid == 0]] = np.nan
+                result[lo:hi] = out
+
+
+def _quantile_columns(
+    values: FloatArray, pos: IntArray, levels: Mapping[int, Sequence[float]]
+) -> dict[int, list[FloatArray]]:
+    """pandas' linear-interpolation quantiles of each window's valid values at every row, for
+    each window ``n`` and its levels. Every window's cells are sorted lane by lane, missing
+    ones (and those before an instrument's first row in the padded layout) last as +inf; the
+    quantile's position follows from the window's count of valid values. Lanes are float32
+    when that holds every value exactly (fields are): sorting only moves values. Rows whose
+    window reaches over another instrument's rows (no padded layout) are redone from their
+    gathered windows."""
     size = len(values)
-    valid = ~np.isnan(values)
-    present = np.concatenate([[0], np.cumsum(valid)])
-    complete = np.zeros(size, dtype=bool)
-    if size >= n:
-        counts = present[n:] - present[: size - n + 1]
-        complete[n - 1 :] = (pos[n - 1 :] >= n - 1) & (counts == n)
-    results = [np.full(size, np.nan) for _ in qs]
-    if len(_sorting_network(n)) <= _LANE_PAIRS * len(qs) and size >= n:
-        lanes = _lane_quantiles(values, n, qs)
-        for lane, result in zip(lanes, results, strict=True):
-            result[n - 1 :] = np.where(complete[n - 1 :], lane, np.nan)
-    else:
-        compact = pl.Series(values[valid])
-        last = present[np.flatnonzero(complete) + 1] - 1
-        for q, result in zip(qs, results, strict=True):
-            rolled = compact.rolling_quantile(q, "linear", n, min_samples=1).to_numpy()
-            result[complete] = rolled[last]
-    rest = np.flatnonzero(~complete & (pos >= 0))
-    for start in range(0, len(rest), _BLOCK_ROWS):
-        block = rest[start : start + _BLOCK_ROWS]
-        windows = _gathered(values, block, pos[block], n)
-        for result, value in zip(results, _quantiles(windows, qs), strict=True):
-            result[block] = value
+    missing = np.isnan(values)
+    present = np.concatenate([[0], np.cumsum(~missing)])
+    lead = max(levels) + max(levels)
+    narrow = values.astype(np.float32)
+    kind = np.float32 if np.array_equal(narrow, values, equal_nan=True) else np.float64
+    cells = np.full(lead + size, np.inf, dtype=kind)
+    cells[lead:] = np.where(missing, np.inf, values)
+    results = {n: [np.empty(size) for _ in qs] for n, qs in levels.items()}
+    for lo in range(0, size, _LANE_CHUNK):
+        _quantile_chunk(cells, lead, present, levels, results, lo, min(lo + _LANE_CHUNK, size))
+    for n, qs in levels.items():
+        short = np.flatnonzero((pos >= 0) & (pos < n - 1))
+        valid = present[short + 1] - present[np.maximum(short + 1 - n, 0)]
+        short = short[_valid_before_start(present, 0, short, pos[short], valid)]
+        for start in range(0, len(short), _BLOCK_ROWS):
+            block = short[start : start + _BLOCK_ROWS]
+            windows = _gathered(values, block, pos[block], n)
+            for result, value in zip(results[n], _quantiles(windows, qs), strict=True):
+                result[block] = value
     return results
 
 
@@ -587,30 +710,18 @@ def _struct(batch: pl.Series, columns: Sequence[tuple[str, FloatArray]]) -> pl.S
     return pl.struct(fields, eager=True).alias(batch.name)
 
 
-def quantiles_kernel(n: int, qs: Sequence[float]) -> Callable[[pl.Series], pl.Series]:
+def quantiles_kernel(levels: Mapping[int, Sequence[float]]) -> Callable[[pl.Series], pl.Series]:
     """A ``map_batches`` function over a struct column ``{v: value, p: pos}``: a struct of the
-    quantiles ``qs`` of the same windows at every row, field ``q{i}`` for ``qs[i]``."""
+    quantiles at every row of each window ``n`` of ``levels`` at each of its levels, field
+    ``q{n}_{i}`` for ``levels[n][i]``."""
 
     def run(batch: pl.Series) -> pl.Series:
         values, pos = _as_arrays(batch)
-        quantiles = _quantiles_column(values, pos, n, qs)
-        return _struct(batch, [(f"q{i}", out) for i, out in enumerate(quantiles)])
-
-    return run
-
-
-def extremes_kernel(ns: Sequence[int], find_max: bool) -> Callable[[pl.Series], pl.Series]:
-    """A ``map_batches`` function over a struct column ``{v: value, p: pos}``: a struct of
-    IdxMax and Max (IdxMin and Min when not ``find_max``) of the same windows at every row, for
-    expressions that take both, sharing the work of several windows: fields ``index{i}`` and
-    ``value{i}`` for window ``ns[i]``."""
-
-    def run(batch: pl.Series) -> pl.Series:
-        values, pos = _as_arrays(batch)
-        columns: list[tuple[str, FloatArray]] = []
-        for i, (index, extreme) in enumerate(_extreme_columns(values, pos, ns, find_max)):
-            columns += [(f"index{i}", index), (f"value{i}", extreme)]
-        return _struct(batch, columns)
+        quantiles = _quantile_columns(values, pos, levels)
+        return _struct(
+            batch,
+            [(f"q{n}_{i}", out) for n, outs in quantiles.items() for i, out in enumerate(outs)],
+        )
 
     return run
 

@@ -35,12 +35,14 @@ The factor definitions stay Qlib's strings; the arithmetic runs in polars. Seman
 - **Delta** is ``x - Ref(x, N)``; **Ref** with a negative offset reads the future and is refused
   unless ``allow_future=True`` (labels).
 
-Evaluation: every row of the panel by default, windows as polars rolling ops over a panel padded
-with empty rows between instruments (Quantile, Rank, IdxMax/IdxMin, Mad as numpy kernels). Work
-shared between the expressions is done once: each window input is its own column, the quantile
-levels of one window (QTLU, QTLD) come from one kernel, as do Max with IdxMax over all windows of
-one input and Rank over all windows of one input (one lag walk serves every short window); Corr
-pairs its sides once for every window, and whole-number window sums (counts, positions) are
+Evaluation: every row of the panel by default, windows over a panel padded with empty rows
+between instruments. Work shared between the expressions is done once: each window input is its
+own column; window sums, Max/Min with IdxMax/IdxMin, and the sorted cells behind Quantile are
+built for a long window by merging two shorter windows of the same input (a 60-row window from
+two of 30, 30 from 20 and 10 ...), so all windows of one input cost about as much as the longest
+alone, and a sum stays a direct sum of its window's rows; Rank over all windows of one input
+comes from one lag walk (Mad as a numpy kernel, Std/Var/Skew/Kurt/Med as polars rolling ops);
+Corr pairs its sides once for every window, and whole-number window sums (counts, positions) are
 differences of running totals. With ``targets`` (a few output sessions, e.g. the one session of
 a daily run), window inputs are computed over the whole panel and each window statistic only at
 the target rows, from their gathered windows (:mod:`qlib_assets.features.expression_kernels`);
@@ -64,11 +66,11 @@ import polars as pl
 
 from qlib_assets.features.expression_kernels import (
     CONSTANT_STD,
-    extremes_kernel,
     paired_variance_kernel,
     quantiles_kernel,
     ranks_kernel,
     window_kernel,
+    window_split,
     window_statistic_at,
 )
 from qlib_assets.features.expression_parser import (
@@ -80,6 +82,7 @@ from qlib_assets.features.expression_parser import (
     Node,
     parse,
 )
+from qlib_assets.gc_pause import gc_paused
 
 __all__ = [
     "FIELDS",
@@ -92,6 +95,10 @@ __all__ = [
 ]
 
 Kind = Literal["bool", "f32", "f64"]
+# A window's columns, and how two adjacent windows' columns make the longer window's:
+# merge(older, newer, older's length, newer's length).
+Parts = tuple[pl.Expr, ...]
+Merge = Callable[[Parts, Parts, int, int], Parts]
 Mode = Literal["over", "padded", "targets"]
 
 INSTRUMENT = "instrument"
@@ -200,12 +207,13 @@ class _Compiler:
         # Materialised window inputs by node key, and the paired columns of Corr/Cov by pair.
         self.inputs: dict[str, tuple[pl.Expr, int]] = {}
         self.pairs: dict[str, tuple[dict[str, pl.Expr], int]] = {}
-        # Quantile levels taken of each "input|window", known before compiling (padded mode).
-        self.quantiles: dict[str, tuple[float, ...]] = {}
+        # Quantile levels taken of each input, by window, known before compiling (padded mode).
+        self.quantiles: dict[str, dict[int, tuple[float, ...]]] = {}
         self.quantile_structs: dict[str, tuple[pl.Expr, int]] = {}
-        # By "input|max" (or min): the windows the expressions take both Max and IdxMax of.
-        self.fused_extremes: dict[str, tuple[int, ...]] = {}
-        self.extreme_structs: dict[str, tuple[pl.Expr, int]] = {}
+        # Padded mode, by window length: each summed expression's window sums; each input's
+        # (extreme, its first position, first missing position) by "input|max" (or min).
+        self.window_sums: dict[str, dict[int, tuple[Parts, int]]] = {}
+        self.extremes: dict[str, dict[int, tuple[Parts, int]]] = {}
         # By input key: the windows the expressions rank it over (padded mode).
         self.ranks: dict[str, tuple[int, ...]] = {}
         self.rank_structs: dict[str, tuple[pl.Expr, int]] = {}
@@ -288,18 +296,20 @@ class _Compiler:
 
     def quantile(self, feature: Node, n: int, q: float) -> _Out:
         """One field of a struct column holding every quantile the expressions take of the same
-        windows (QTLU and QTLD): their windows are gathered and sorted once."""
-        wanted = self.quantiles.get(f"{feature.key()}|{n}", ())
-        qs = tuple(sorted({*wanted, q}))
-        key = f"{feature.key()}|{n}|{qs}"
+        input (QTLU and QTLD over all their windows): one kernel sorts every window's cells,
+        the longer windows merged from the shorter ones."""
+        levels = dict(self.quantiles.get(feature.key(), {}))
+        levels[n] = tuple(sorted({*levels.get(n, ()), q}))
+        key = f"{feature.key()}|{sorted(levels.items())}"
         if key not in self.quantile_structs:
             x, stage = self.window_column(feature)
             struct = pl.struct(x.alias("v"), self.pos().alias("p"))
-            dtype = pl.Struct({f"q{i}": pl.Float64 for i in range(len(qs))})
-            expr = struct.map_batches(quantiles_kernel(n, qs), return_dtype=dtype)
+            names = [f"q{w}_{i}" for w, qs in levels.items() for i in range(len(qs))]
+            dtype = pl.Struct(dict.fromkeys(names, pl.Float64))
+            expr = struct.map_batches(quantiles_kernel(levels), return_dtype=dtype)
             self.quantile_structs[key] = self.column(expr, stage)
         column, stage = self.quantile_structs[key]
-        return self.out64(column.struct.field(f"q{qs.index(q)}"), stage)
+        return self.out64(column.struct.field(f"q{n}_{levels[n].index(q)}"), stage)
 
     def out64(self, expr: pl.Expr, stage: int, nan_free: bool = True) -> _Out:
         return _Out(expr, "f64", clean=False, nan_free=nan_free, stage=stage)
@@ -501,10 +511,10 @@ class _Compiler:
             kind: Kind = "f64" if x_out.kind == "f64" else "f32"
             return _Out(x - self.win(x.shift(n)), kind, False, x_out.nan_free, stage)
         x, stage = self.window_column(feature)
-        if op in ("Mean", "Sum") and x_out.kind == "bool":
-            return self.counting_mean(op, x, n, stage)
-        if op in _EXTREME and n in self.fused_extremes.get(_extreme_group(feature, op), ()):
-            return self.extreme(x, stage, _extreme_group(feature, op), n, op)
+        if op in ("Mean", "Sum") and (x_out.kind == "bool" or self.mode == "padded"):
+            return self.window_mean(op, x, n, stage, counting=x_out.kind == "bool")
+        if op in _EXTREME and self.mode == "padded":
+            return self.extreme(feature, op, n)
         if op == "Rank" and len(self.ranks.get(feature.key(), ())) > 1:
             return self.rank(x, stage, feature.key(), n)
         if op in ("IdxMax", "IdxMin", "Mad", "Rank"):
@@ -580,11 +590,10 @@ class _Compiler:
         summed = stage
         for name, part in parts.items():
             if name in _COUNTING:
-                total, part_stage = self.counting_sum(part, n, stage)
+                sums[name], part_stage = self.column(*self.counting_sum(part, n, stage))
             else:
-                total, part_stage = self.win(part.rolling_sum(n, min_samples=1)), stage
-            sums[name], column_stage = self.column(total, part_stage)
-            summed = max(summed, column_stage)
+                sums[name], part_stage = self.window_sum(part, n, stage)
+            summed = max(summed, part_stage)
         self.sum_cache[cache_key] = (sums, summed)
         return sums, summed
 
@@ -602,23 +611,77 @@ class _Compiler:
         total, total_stage = self.totals[key]
         return self.win(total - total.shift(n, fill_value=0.0)), total_stage
 
-    def extreme(self, x: pl.Expr, stage: int, group: str, n: int, op: str) -> _Out:
-        """Max and IdxMax (Min and IdxMin) of every window the expressions take both of, as
-        fields of one kernel's struct column: the argmax walk finds the maximum on its way,
-        and one walk serves all the short windows."""
-        windows = self.fused_extremes[group]
-        if group not in self.extreme_structs:
-            struct = pl.struct(x.alias("v"), self.pos().alias("p"))
-            kernel = extremes_kernel(windows, find_max=op in ("Max", "IdxMax"))
-            names = [f"{kind}{i}" for i in range(len(windows)) for kind in ("index", "value")]
-            expr = struct.map_batches(
-                kernel, return_dtype=pl.Struct(dict.fromkeys(names, pl.Float64))
+    def window_sum(self, x: pl.Expr, n: int, stage: int) -> tuple[pl.Expr, int]:
+        """The sum of x's present values over each window of n rows (0, or null in ``over``
+        mode, where none is present). In padded mode from shorter windows' sums
+        (:meth:`merged`): all windows of one input take a few additions in all, and each is a
+        direct sum of its own rows, so all-zero windows sum to exactly 0, with no drift from a
+        running add-and-subtract."""
+        if self.mode != "padded":
+            return self.win(x.rolling_sum(n, min_samples=1)), stage
+        key = str(x)
+        if key not in self.window_sums:
+            self.window_sums[key] = {1: ((self.column(x.fill_null(0.0), stage)[0],), stage + 1)}
+
+        def add(older: tuple[pl.Expr, ...], newer: tuple[pl.Expr, ...], _: int, k: int) -> Parts:
+            return (newer[0] + older[0].shift(k, fill_value=0.0),)
+
+        (total,), total_stage = self.merged(self.window_sums[key], n, add)
+        return total, total_stage
+
+    def merged(
+        self, built: dict[int, tuple[Parts, int]], n: int, merge: Merge
+    ) -> tuple[Parts, int]:
+        """Window n's columns from two shorter windows' (:func:`window_split`): the newer ``k``
+        rows and the ``n - k`` rows before them, read ``k`` rows back, combined by
+        ``merge(older, newer, n - k, k)``."""
+        if n in built:
+            return built[n]
+        k = window_split(n, built)
+        (newer, newer_stage), (older, older_stage) = (
+            self.merged(built, k, merge),
+            self.merged(built, n - k, merge),
+        )
+        stage = max(newer_stage, older_stage)
+        columns = [self.column(e, stage) for e in merge(older, newer, n - k, k)]
+        built[n] = tuple(c for c, _ in columns), stage + 1
+        return built[n]
+
+    def window_mean(self, op: str, x: pl.Expr, n: int, stage: int, counting: bool) -> _Out:
+        """Mean or Sum of x's present values, missing where the window holds none. A
+        comparison (0/1, missing on padding rows only) sums as :meth:`counting_sum` does."""
+        summed = self.counting_sum if counting else self.window_sum
+        total, total_stage = summed(x, n, stage)
+        count, count_stage = self.counting_sum(_present(x), n, stage)
+        value = total if op == "Sum" else total / count
+        return self.out64(pl.when(count > 0).then(value), max(total_stage, count_stage))
+
+    def extreme(self, feature: Node, op: str, n: int) -> _Out:
+        """Max/Min and IdxMax/IdxMin in padded mode, from each window's extreme, the position
+        where it first occurs and the position of its first missing session (Qlib's IdxMax of
+        a window holding one), merged from shorter windows (:meth:`merged`): the older part
+        wins a tie, as the first occurrence. Missing and padding rows rank lowest; the padding
+        before an instrument's first row is not part of Qlib's window, whose positions count
+        from that first row."""
+        x, stage = self.window_column(feature)
+        group = _extreme_group(feature, op)
+        if group not in self.extremes:
+            ranked = (x if group.endswith("max") else -x).fill_null(float("-inf"))
+            gap = pl.when(x.is_null() & pl.col(_REAL)).then(pl.lit(0, dtype=pl.Int32))
+            base = (
+                self.column(ranked, stage)[0],
+                pl.lit(0, dtype=pl.Int32),
+                self.column(gap, stage)[0],
             )
-            self.extreme_structs[group] = self.column(expr, stage)
-        column, struct_stage = self.extreme_structs[group]
-        kind = "index" if op.startswith("Idx") else "value"
-        field = f"{kind}{windows.index(n)}"
-        return self.out64(column.struct.field(field), struct_stage)
+            self.extremes[group] = {1: (base, stage + 1)}
+        (best, first, gap), parts_stage = self.merged(self.extremes[group], n, _merge_extremes)
+        count, count_stage = self.counting_sum(_present(x), n, stage)
+        stage = max(parts_stage, count_stage)
+        if op in ("Max", "Min"):
+            return self.out64(pl.when(count > 0).then(best if op == "Max" else -best), stage)
+        before = (n - 1) - self.pos().clip(0, n - 1)
+        index = (pl.coalesce(gap, first) - before + 1).cast(pl.Float64)
+        return self.out64(pl.when(count > 0).then(index), stage)
 
     def rank(self, x: pl.Expr, stage: int, key: str, n: int) -> _Out:
         """Rank over one of several windows of the same input: fields of one kernel's struct
@@ -631,15 +694,6 @@ class _Compiler:
             self.rank_structs[key] = self.column(expr, stage)
         column, struct_stage = self.rank_structs[key]
         return self.out64(column.struct.field(f"r{windows.index(n)}"), struct_stage)
-
-    def counting_mean(self, op: str, x: pl.Expr, n: int, stage: int) -> _Out:
-        """Mean or Sum of a comparison (0/1, missing on padding rows only): whole-number sums,
-        so :meth:`counting_sum` gives them exactly; an all-missing window stays missing."""
-        hits, hits_stage = self.counting_sum(x, n, stage)
-        count, count_stage = self.counting_sum(_present(x), n, stage)
-        value = hits if op == "Sum" else hits / count
-        expr = pl.when(count > 0).then(value)
-        return self.out64(expr, max(hits_stage, count_stage))
 
     def sum_parts(self, x: pl.Expr, stage: int) -> tuple[dict[str, pl.Expr], int]:
         """What :meth:`sums` adds up, the same for every window: own columns in padded mode."""
@@ -709,12 +763,14 @@ class _Compiler:
         paired, stage = self.paired(left_node, right_node)
         pa, pb = paired["a"], paired["b"]
 
-        def mean(e: pl.Expr) -> pl.Expr:
-            return self.win(e.rolling_mean(n, min_samples=1))
-
         count, count_stage = self.counting_sum(paired["both"], n, stage)
+        means = {}
+        for name in ("ab", "a", "b"):
+            total, total_stage = self.window_sum(paired[name], n, stage)
+            means[name] = total / count
+            count_stage = max(count_stage, total_stage)
         stage = max(stage, count_stage)
-        cov = (mean(paired["ab"]) - mean(pa) * mean(pb)) * (count / (count - 1.0))
+        cov = (means["ab"] - means["a"] * means["b"]) * (count / (count - 1.0))
         if op == "Cov":
             return self.out64(cov, stage, nan_free=False)
         std_a, stage_a = self.own_std(left_node, n_node)
@@ -744,6 +800,20 @@ class _Compiler:
 
 
 _DTYPE: dict[Kind, pl.DataType] = {"f32": pl.Float32(), "f64": pl.Float64(), "bool": pl.Boolean()}
+
+
+def _merge_extremes(older: Parts, newer: Parts, older_rows: int, newer_rows: int) -> Parts:
+    """(extreme, first position of it, first missing position) of a window from its older and
+    newer parts; positions count from the window's oldest row. A one-row window's position
+    is the literal 0, which a shift would turn into a null."""
+    old_best, old_first, old_gap = (e.shift(newer_rows) for e in older)
+    if older_rows == 1:
+        old_first = older[1]
+    new_best, new_first, new_gap = newer
+    old_wins = old_best.fill_null(float("-inf")) >= new_best
+    best = pl.max_horizontal(old_best, new_best)
+    first = pl.when(old_wins).then(old_first).otherwise(new_first + older_rows)
+    return best, first, pl.coalesce(old_gap, new_gap + older_rows)
 
 
 def _numpy_log(series: pl.Series) -> pl.Series:
@@ -934,6 +1004,17 @@ def compute_expressions(
     rows only (the same values as the rows of a run without ``targets``). Meant for a few
     sessions at the end of a lookback window: the cost grows with the number of target rows.
     """
+    # Compiling and running create many short-lived Python objects and no cycles.
+    with gc_paused():
+        return _compute(panel, expressions, allow_future, targets)
+
+
+def _compute(
+    panel: pl.DataFrame,
+    expressions: Mapping[str, str],
+    allow_future: bool,
+    targets: Sequence[date] | None,
+) -> pl.DataFrame:
     compiler = _Compiler("padded" if targets is None else "targets", allow_future)
     trees: dict[str, Node] = {}
     for name, text in expressions.items():
@@ -951,9 +1032,9 @@ def compute_expressions(
     squares = float(((lengths - 1) * lengths * (2 * lengths - 1) / 6).sum())
     compiler.exact_totals = squares < _EXACT_TOTAL
     compiler.quantiles = _quantile_levels(calls)
-    compiler.fused_extremes = _fused_extremes(calls)
     compiler.ranks = _rank_windows(calls)
     outputs: list[pl.Expr] = []
+    finished: dict[str, tuple[str, int]] = {}
     for name, tree in trees.items():
         compiler.text = expressions[name]
         try:
@@ -961,16 +1042,27 @@ def compute_expressions(
         except ExpressionError as exc:
             raise ExpressionError(f"{name}: {exc.reason}", exc.text, exc.position) from None
         outputs.append(_finish(out).alias(name))
+        if targets is None:
+            column, _ = compiler.column(_finish(out), out.stage)
+            finished[name] = column.meta.output_name(), out.stage
     if targets is not None:
         return _at_targets(panel, compiler, outputs, targets)
+    return _padded_run(panel, compiler, finished)
+
+
+def _padded_run(
+    panel: pl.DataFrame, compiler: _Compiler, outputs: Mapping[str, tuple[str, int]]
+) -> pl.DataFrame:
+    """The compiler's stages over the padded panel, then the outputs (named by their column) at
+    the panel's rows."""
     frame = _padded(panel, compiler.lookback).lazy()
     for stage in compiler.stages:
         frame = frame.with_columns(stage)
     # Filter only after the windows ran: they must see the padding rows. The in-memory engine:
     # the streaming one spends about an eighth more CPU on these wide column-wise stages (but
     # is several times faster on the ``over`` windows of the targets mode below).
-    query = frame.select(_REAL, *outputs).filter(pl.col(_REAL)).drop(_REAL)
-    result = query.collect(engine="in-memory")
+    columns = (pl.col(column).alias(name) for name, (column, _) in outputs.items())
+    result = frame.filter(pl.col(_REAL)).select(columns).collect(engine="in-memory")
     return pl.concat([panel.select(INSTRUMENT, "date"), result], how="horizontal")
 
 
@@ -1014,36 +1106,23 @@ def _calls(node: Node) -> Iterator[Call]:
             yield from _calls(arg)
 
 
-def _quantile_levels(calls: Sequence[Call]) -> dict[str, tuple[float, ...]]:
-    """The levels of every well-formed ``Quantile(x, n, q)``, by ``x|n``."""
-    levels: dict[str, set[float]] = {}
+def _quantile_levels(calls: Sequence[Call]) -> dict[str, dict[int, tuple[float, ...]]]:
+    """The levels of every well-formed ``Quantile(x, n, q)``, by ``x`` and ``n``."""
+    levels: dict[str, dict[int, set[float]]] = {}
     for call in calls:
         if call.op == "Quantile" and len(call.args) == 3:
             feature, n, q = call.args
-            if isinstance(n, Const) and isinstance(q, Const):
-                levels.setdefault(f"{feature.key()}|{n.value}", set()).add(float(q.value))
-    return {key: tuple(sorted(qs)) for key, qs in levels.items()}
+            if _positive_int(n) and isinstance(q, Const):
+                windows = levels.setdefault(feature.key(), {})
+                windows.setdefault(n.value, set()).add(float(q.value))
+    return {
+        key: {n: tuple(sorted(qs)) for n, qs in sorted(windows.items())}
+        for key, windows in levels.items()
+    }
 
 
 def _extreme_group(feature: Node, op: str) -> str:
     return f"{feature.key()}|{'max' if op in ('Max', 'IdxMax') else 'min'}"
-
-
-def _fused_extremes(calls: Sequence[Call]) -> dict[str, tuple[int, ...]]:
-    """By input and direction (``x|max``, ``x|min``), the windows the expressions take both
-    the extreme and its index of."""
-    kinds: dict[tuple[str, int], set[bool]] = {}
-    for call in calls:
-        if call.op in _EXTREME and len(call.args) == 2:
-            feature, n = call.args
-            if _positive_int(n):
-                group = (_extreme_group(feature, call.op), n.value)
-                kinds.setdefault(group, set()).add(call.op.startswith("Idx"))
-    fused: dict[str, set[int]] = {}
-    for (group, n), found in kinds.items():
-        if len(found) == 2:
-            fused.setdefault(group, set()).add(n)
-    return {group: tuple(sorted(ns)) for group, ns in fused.items()}
 
 
 def _rank_windows(calls: Sequence[Call]) -> dict[str, tuple[int, ...]]:

@@ -25,7 +25,6 @@ Sessions before the provider's first session would shift every calendar index: :
 refuses them and :meth:`rebuild` (from the full history) is the way to add them.
 """
 
-import gc
 import os
 import shutil
 import time
@@ -41,6 +40,7 @@ import polars as pl
 from filelock import FileLock
 
 from qlib_assets.calendar import sessions
+from qlib_assets.gc_pause import gc_paused
 from qlib_assets.market.schema import FIELD_COLUMNS, canonical
 from qlib_assets.storage.atomic import write_bytes_atomic
 from qlib_assets.storage.qlib_append import Appends, plan_appends, write_appends
@@ -237,14 +237,8 @@ class QlibProviderWriter:
         collections they set off would sweep the caller's whole heap in the middle of the write
         (seen: a 196 ms full collection inside a 270 ms append) while other writers wait.
         """
-        with self._lock():
-            enabled = gc.isenabled()
-            gc.disable()
-            try:
-                yield
-            finally:
-                if enabled:
-                    gc.enable()
+        with self._lock(), gc_paused():
+            yield
 
     def _recover(self) -> bool:
         staging = self.root / _STAGING

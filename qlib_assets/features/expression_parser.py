@@ -8,6 +8,7 @@ keeps that precedence but never evaluates the string.
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 FIELDS = ("open", "high", "low", "close", "volume", "vwap", "factor", "amount")
 
@@ -241,6 +242,8 @@ class _Parser:
 _FOLDABLE = ("Add", "Sub", "Mul", "Div", "Power")
 
 
+@lru_cache(maxsize=4096)
 def parse(text: str) -> Node:
-    """Parse one Qlib expression string into a syntax tree (no operator checking yet)."""
+    """Parse one Qlib expression string into a syntax tree (no operator checking yet). Trees
+    are immutable: a string parsed again (every run of Alpha158's 158) comes from a cache."""
     return _Parser(text).parse()

@@ -945,11 +945,21 @@ def to_session_panel(
     bar_code = located.get_column(INSTRUMENT).rle_id().to_numpy()
     at = offsets[bar_code] + located.get_column("__slot").to_numpy() - first_slot[bar_code]
     columns = [names.gather(pl.Series(code)).alias(INSTRUMENT), calendar.gather(pl.Series(slot))]
-    for name in fields:
-        values = np.full(offsets[-1], np.nan)
-        values[at] = located.get_column(name).cast(pl.Float64).fill_null(np.nan).to_numpy()
-        columns.append(pl.Series(name, values, nan_to_null=True))
-    return pl.DataFrame(columns)
+    spread = _spread(located.select(fields), at, int(offsets[-1]), pl.Float64)
+    return pl.DataFrame([*columns, *spread])
+
+
+def _spread(
+    frame: pl.DataFrame, at: np.ndarray, total: int, dtype: type[pl.DataType]
+) -> list[pl.Series]:
+    """``frame``'s columns cast to ``dtype`` as columns of ``total`` rows holding its rows at
+    ``at``: null elsewhere, and where a value is NaN."""
+    source = np.zeros(total, dtype=np.int64)
+    source[at] = np.arange(len(at))
+    empty = np.ones(total, dtype=bool)
+    empty[at] = False
+    index = pl.Series(source).set(pl.Series(empty), None)
+    return frame.select(pl.all().cast(dtype).fill_nan(None).gather(index)).get_columns()
 
 
 def _padded(panel: pl.DataFrame, pad: int) -> pl.DataFrame:
@@ -979,12 +989,9 @@ def _padded(panel: pl.DataFrame, pad: int) -> pl.DataFrame:
         _POS: pl.Series(_POS, pos_full),
         _GROUP: pl.Series(_GROUP, group_full),
     }
-    for name in FIELDS:
-        if name in panel.columns:
-            values = np.full(total, np.nan, dtype=np.float32)
-            values[at] = panel.get_column(name).cast(pl.Float32).fill_null(np.nan).to_numpy()
-            columns[name] = pl.Series(name, values, nan_to_null=True)
-    return pl.DataFrame(columns)
+    fields = [name for name in FIELDS if name in panel.columns]
+    spread = _spread(panel.select(fields), at, total, pl.Float32)
+    return pl.DataFrame([*columns.values(), *spread])
 
 
 def compute_expressions(

@@ -1041,7 +1041,6 @@ def _compute(
     compiler.quantiles = _quantile_levels(calls)
     compiler.ranks = _rank_windows(calls)
     outputs: list[pl.Expr] = []
-    finished: dict[str, tuple[str, int]] = {}
     for name, tree in trees.items():
         compiler.text = expressions[name]
         try:
@@ -1049,27 +1048,21 @@ def _compute(
         except ExpressionError as exc:
             raise ExpressionError(f"{name}: {exc.reason}", exc.text, exc.position) from None
         outputs.append(_finish(out).alias(name))
-        if targets is None:
-            column, _ = compiler.column(_finish(out), out.stage)
-            finished[name] = column.meta.output_name(), out.stage
     if targets is not None:
         return _at_targets(panel, compiler, outputs, targets)
-    return _padded_run(panel, compiler, finished)
+    return _padded_run(panel, compiler, outputs)
 
 
-def _padded_run(
-    panel: pl.DataFrame, compiler: _Compiler, outputs: Mapping[str, tuple[str, int]]
-) -> pl.DataFrame:
-    """The compiler's stages over the padded panel, then the outputs (named by their column) at
-    the panel's rows."""
+def _padded_run(panel: pl.DataFrame, compiler: _Compiler, outputs: list[pl.Expr]) -> pl.DataFrame:
+    """The compiler's stages over the padded panel, then the outputs at the panel's rows."""
     frame = _padded(panel, compiler.lookback).lazy()
     for stage in compiler.stages:
         frame = frame.with_columns(stage)
     # Filter only after the windows ran: they must see the padding rows. The in-memory engine:
     # the streaming one spends about an eighth more CPU on these wide column-wise stages (but
     # is several times faster on the ``over`` windows of the targets mode below).
-    columns = (pl.col(column).alias(name) for name, (column, _) in outputs.items())
-    result = frame.filter(pl.col(_REAL)).select(columns).collect(engine="in-memory")
+    query = frame.select(_REAL, *outputs).filter(pl.col(_REAL)).drop(_REAL)
+    result = query.collect(engine="in-memory")
     return pl.concat([panel.select(INSTRUMENT, "date"), result], how="horizontal")
 
 

@@ -168,12 +168,15 @@ def _pair(op: str, left: FloatArray, right: FloatArray) -> FloatArray:
     a = np.where(both, left, np.nan)
     b = np.where(both, right, np.nan)
     count = both.sum(axis=1).astype(np.float64)
-    mean_ab = np.nanmean(a * b, axis=1)
-    cov = (mean_ab - np.nanmean(a, axis=1) * np.nanmean(b, axis=1)) * (count / (count - 1.0))
-    cov[count < 2] = np.nan
+    var_a, var_b = np.nanvar(a, axis=1, ddof=1), np.nanvar(b, axis=1, ddof=1)
     if op == "Cov":
+        mean_ab = np.nanmean(a * b, axis=1)
+        cov = (mean_ab - np.nanmean(a, axis=1) * np.nanmean(b, axis=1)) * (count / (count - 1.0))
+        cov[count < 2] = np.nan
         return cov
-    corr = cov / np.sqrt(np.nanvar(a, axis=1, ddof=1) * np.nanvar(b, axis=1, ddof=1))
+    # The covariance as the whole-column path takes it: Var(a + b) - Var(a) - Var(b), halved.
+    cov = (np.nanvar(a + b, axis=1, ddof=1) - var_a - var_b) / 2.0
+    corr = cov / np.sqrt(var_a * var_b)
     # Qlib tests each side's own std, over its rows whether or not the other side is present.
     left_std = np.nanstd(left, axis=1, ddof=1)
     right_std = np.nanstd(right, axis=1, ddof=1)

@@ -9,8 +9,8 @@ Two sources build the matrices: a sliding view over a whole column (:func:`windo
 row of a panel) and a gather of chosen rows (:func:`window_statistic_at`, the few output rows of
 a one-session run). The statistics are the same functions for both, except that the whole-column
 path has faster forms for the rows whose window is complete (n rows of their own instrument):
-Rank and IdxMax/IdxMin walk the lags (or take block maxima) over the column without building
-window matrices, one walk for every window of a column (:func:`ranks_kernel`); Quantile
+Rank walks the lags over the column without building window matrices, one walk for every
+window of a column (:func:`ranks_kernel`); Quantile
 (:func:`quantiles_kernel`, every window and level of a column at once) sorts each window's
 cells lane by lane, short windows through a sorting network and longer ones by merging two
 shorter windows' sorted lanes. Only the other rows (instrument starts over another
@@ -32,8 +32,6 @@ IntArray = np.ndarray
 CONSTANT_STD = 2e-05
 # Rows per gathered block: bounds a block's window matrices to a few tens of megabytes.
 _BLOCK_ROWS = 1 << 15
-# Longest window whose argmax walks the lags; longer ones use the block method.
-_LAG_ARGMAX = 48
 # Sorted lanes: windows up to this long are sorted by a sorting network, longer ones merged
 # from two shorter ones; rows per chunk (larger chunks leave the caches, smaller ones pay more
 # Python per numpy call).
@@ -521,168 +519,6 @@ def _quantile_columns(
     return results
 
 
-def _lag_argmaxes(values: FloatArray, ns: Sequence[int]) -> dict[int, tuple[IntArray, FloatArray]]:
-    """First-occurrence argmax of each complete window, for each window of ``ns`` (all at most
-    the column's length), walking the longest window lag by lag: cheaper than the block method
-    below for short windows. A window of n rows is the walk after its first n lags, so one
-    walk serves every window. Branch-free updates (a masked copy costs ten times an
-    arithmetic pass): lags only grow, so the argmax is the last lag that beat the running
-    maximum. Also returns each window's maximum."""
-    size = len(values)
-    longest, shortest = max(ns), min(ns)
-    rows = size - shortest + 1
-    # Rows past the column's end rank below every value; the windows reading them are cut off.
-    grid = np.concatenate([values, np.full(longest - shortest, -np.inf)])
-    best = grid[:rows].copy()
-    index = np.zeros(rows, dtype=np.int16)
-    larger = np.empty(rows, dtype=bool)
-    candidate = np.empty(rows, dtype=np.int16)
-    walked: dict[int, tuple[IntArray, FloatArray]] = {}
-    for lag in range(longest):
-        if lag:
-            column = grid[lag : lag + rows]
-            np.greater(column, best, out=larger)
-            np.maximum(best, column, out=best)
-            np.multiply(larger, lag, out=candidate, dtype=np.int16)
-            np.maximum(index, candidate, out=index)
-        if lag + 1 in ns:
-            complete = size - lag
-            walked[lag + 1] = (index[:complete].copy(), best[:complete].copy())
-    return walked
-
-
-def _block_argmax(values: FloatArray, n: int) -> tuple[IntArray, FloatArray]:
-    """First-occurrence argmax of each complete window in O(1) per row (van Herk/Gil-Werman):
-    a window spans the tail of one block of n rows and the head of the next, so its maximum is
-    the larger of that block's suffix maximum and the next block's prefix maximum. Ties go to
-    the suffix side, the older rows. Also returns each window's maximum."""
-    size = len(values)
-    blocks = -(-size // n)
-    full = blocks * n
-    grid = np.full(full, -np.inf)
-    grid[:size] = values
-    block = grid.reshape(blocks, n)
-    prefix = np.maximum.accumulate(block, axis=1).reshape(-1)
-    suffix = np.maximum.accumulate(block[:, ::-1], axis=1)[:, ::-1].reshape(-1)
-    index = np.arange(full, dtype=np.int32)
-    # A prefix maximum first occurs where it last rose (every block start counts as a rise).
-    rose = np.empty(full, dtype=bool)
-    rose[0] = True
-    np.greater(prefix[1:], prefix[:-1], out=rose[1:])
-    rose[::n] = True
-    last_rise = np.maximum.accumulate(rose * index)
-    # A suffix maximum first occurs at the nearest row ahead that equals its own suffix maximum;
-    # that row always lies inside the same block. Other rows are pushed past every index.
-    elsewhere = index + (grid != suffix) * np.int32(full)
-    next_hit = np.minimum.accumulate(elsewhere[::-1])[::-1]
-    rows = size - n + 1
-    older = suffix[:rows] >= prefix[n - 1 : size]
-    recent = last_rise[n - 1 : size]
-    index = recent + older * (next_hit[:rows] - recent) - np.arange(rows, dtype=np.int32)
-    return index, np.maximum(suffix[:rows], prefix[n - 1 : size])
-
-
-def _extreme_columns(
-    values: FloatArray, pos: IntArray, ns: Sequence[int], find_max: bool
-) -> list[tuple[FloatArray, FloatArray]]:
-    """IdxMax/IdxMin and Max/Min at every row, for each window of ``ns``: one lag walk serves
-    every window of up to ``_LAG_ARGMAX`` rows, longer ones take block maxima. Complete
-    windows (the row and its n-1 predecessors in the same instrument) take that running argmax
-    over the column with missing rows ranked lowest; the index then follows Qlib's quirk, a
-    window holding a missing session gives its first missing row, while the extreme is that of
-    the valid values. A window reaching before its instrument's first row reads the same walk
-    when the cells there are empty rows of no instrument (the padded layout); the others are
-    redone from their window matrices."""
-    size = len(values)
-    oriented = values if find_max else -values
-    missing = np.isnan(oriented)
-    ranked = np.where(missing, -np.inf, oriented)
-    present = np.concatenate([[0], np.cumsum(~missing)])
-    real = pos >= 0
-    reals = np.concatenate([[0], np.cumsum(real)])
-    gaps = np.flatnonzero(missing & real)
-    short_windows = [n for n in ns if n <= min(_LAG_ARGMAX, size)]
-    walked = _lag_argmaxes(ranked, short_windows) if short_windows else {}
-    results: list[tuple[FloatArray, FloatArray]] = []
-    for n in ns:
-        index = np.full(size, np.nan)
-        extreme = np.full(size, np.nan)
-        early = np.flatnonzero(pos < n - 1)
-        short = early[pos[early] >= 0]
-        walked_short = short[:0]
-        if size >= n:
-            pick, best = walked[n] if n in walked else _block_argmax(ranked, n)
-            walked_short, short_index, short_extreme = _empty_led(
-                pick, best, present, reals, gaps, short[short >= n - 1], pos, n
-            )
-            absent = n - (present[n:] - present[: size - n + 1])
-            # Short windows are left out of the gap search.
-            starts = np.flatnonzero((absent > 0) & (pos[n - 1 :] >= n - 1))
-            complete = index[n - 1 :]
-            np.add(pick, 1.0, out=complete)
-            complete[starts] = gaps[np.searchsorted(gaps, starts)] - starts + 1.0
-            extreme[n - 1 :] = best
-            empty = np.flatnonzero(absent == n) + n - 1
-            index[empty] = np.nan
-            extreme[empty] = np.nan
-            index[early] = np.nan
-            extreme[early] = np.nan
-        if walked_short.size:
-            index[walked_short] = short_index
-            extreme[walked_short] = short_extreme
-            short = np.setdiff1d(short, walked_short, assume_unique=True)
-        if short.size:
-            # The cells before the instrument's first row rank lowest, below any value; numpy's
-            # argmax still returns a window's first NaN.
-            block = _windows(oriented, n)[short]
-            cut = n - 1 - pos[short]
-            before = np.arange(n)[None, :] < cut[:, None]
-            block[before] = -np.inf
-            gap = np.isnan(block)
-            empty = (gap | before).all(axis=1)
-            picked = np.argmax(block, axis=1) - cut + 1.0
-            picked[empty] = np.nan
-            index[short] = picked
-            block[gap] = -np.inf
-            largest = block.max(axis=1)
-            largest[empty] = np.nan
-            extreme[short] = largest
-        results.append((index, extreme if find_max else -extreme))
-    return results
-
-
-def _empty_led(
-    pick: IntArray,
-    best: FloatArray,
-    present: IntArray,
-    reals: IntArray,
-    gaps: IntArray,
-    rows: IntArray,
-    pos: IntArray,
-    n: int,
-) -> tuple[IntArray, FloatArray, FloatArray]:
-    """IdxMax and Max at the ``rows`` (windows reaching before their instrument's first row)
-    whose cells there are empty rows of no instrument, from the walk's ``pick`` and ``best``
-    (indexed by window start): those cells ranked lowest, so the walk's pick lies in the
-    instrument's rows, counted here from its first row. Returns those rows and both values."""
-    own = pos[rows] + 1
-    own_valid = present[rows + 1] - present[rows + 1 - own]
-    alone = (present[rows + 1] - present[rows + 1 - n] == own_valid) & (
-        reals[rows + 1] - reals[rows + 1 - n] == own
-    )
-    rows, own, own_valid = rows[alone], own[alone], own_valid[alone]
-    start = rows - (n - 1)
-    index = pick[start] + 1.0 - (n - own)
-    gap = np.flatnonzero(own_valid < own)
-    first = rows[gap] + 1 - own[gap]
-    index[gap] = gaps[np.searchsorted(gaps, first)] - first + 1.0
-    extreme = best[start].astype(np.float64)
-    empty = own_valid == 0
-    index[empty] = np.nan
-    extreme[empty] = np.nan
-    return rows, index, extreme
-
-
 def _as_arrays(batch: pl.Series) -> tuple[FloatArray, IntArray]:
     values = batch.struct.field("v").cast(pl.Float64).fill_null(np.nan).to_numpy()
     pos = batch.struct.field("p").cast(pl.Int64).to_numpy()
@@ -691,15 +527,14 @@ def _as_arrays(batch: pl.Series) -> tuple[FloatArray, IntArray]:
 
 def window_kernel(name: str, n: int) -> Callable[[pl.Series], pl.Series]:
     """A ``map_batches`` function over a struct column ``{v: value, p: pos}``: the statistic
-    at every row (Rank and IdxMax/IdxMin walk the lags; the others use a sliding view; Quantile
-    has :func:`quantiles_kernel`)."""
+    at every row (Rank walks the lags; the others use a sliding view; Quantile has
+    :func:`quantiles_kernel`). The padded evaluation merges Max/IdxMax from shorter windows in
+    polars; IdxMax/IdxMin come here only for a single compiled expression."""
 
     def run(batch: pl.Series) -> pl.Series:
         values, pos = _as_arrays(batch)
         if name == "Rank":
             (out,) = _rank_columns(values, pos, (n,))
-        elif name in ("IdxMax", "IdxMin"):
-            ((out, _),) = _extreme_columns(values, pos, (n,), find_max=name == "IdxMax")
         else:
             out = window_statistic(name, _windows(values, n), pos, n)
         return pl.Series(out, dtype=pl.Float64, nan_to_null=True)

@@ -515,7 +515,7 @@ class _Compiler:
         if op in ("Mean", "Sum") and (x_out.kind == "bool" or self.mode == "padded"):
             return self.window_mean(op, x, n, stage, counting=x_out.kind == "bool")
         if op in _EXTREME and self.mode == "padded":
-            return self.extreme(feature, op, n)
+            return self.extreme(x, stage, _extreme_group(feature, op), op, n)
         if op == "Rank" and len(self.ranks.get(feature.key(), ())) > 1:
             return self.rank(x, stage, feature.key(), n)
         if op in ("IdxMax", "IdxMin", "Mad", "Rank"):
@@ -624,7 +624,7 @@ class _Compiler:
         if key not in self.window_sums:
             self.window_sums[key] = {1: ((self.column(x.fill_null(0.0), stage)[0],), stage + 1)}
 
-        def add(older: tuple[pl.Expr, ...], newer: tuple[pl.Expr, ...], _: int, k: int) -> Parts:
+        def add(older: Parts, newer: Parts, _: int, k: int) -> Parts:
             return (newer[0] + older[0].shift(k, fill_value=0.0),)
 
         (total,), total_stage = self.merged(self.window_sums[key], n, add)
@@ -657,15 +657,13 @@ class _Compiler:
         value = total if op == "Sum" else total / count
         return self.out64(pl.when(count > 0).then(value), max(total_stage, count_stage))
 
-    def extreme(self, feature: Node, op: str, n: int) -> _Out:
+    def extreme(self, x: pl.Expr, stage: int, group: str, op: str, n: int) -> _Out:
         """Max/Min and IdxMax/IdxMin in padded mode, from each window's extreme, the position
         where it first occurs and the position of its first missing session (Qlib's IdxMax of
         a window holding one), merged from shorter windows (:meth:`merged`): the older part
         wins a tie, as the first occurrence. Missing and padding rows rank lowest; the padding
         before an instrument's first row is not part of Qlib's window, whose positions count
         from that first row."""
-        x, stage = self.window_column(feature)
-        group = _extreme_group(feature, op)
         if group not in self.extremes:
             ranked = (x if group.endswith("max") else -x).fill_null(float("-inf"))
             gap = pl.when(x.is_null() & pl.col(_REAL)).then(pl.lit(0, dtype=pl.Int32))

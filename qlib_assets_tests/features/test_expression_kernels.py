@@ -1,10 +1,10 @@
 """The whole-column window kernels against the same statistics on gathered windows.
 
 The gathered path (:func:`window_statistic_at`, one window matrix per output row) is the plain
-statement of each statistic; the column kernels take shortcuts (lag walks, block maxima,
-sorting and merging networks, windows merged from shorter ones) that must give the same
-numbers on every row: ties, missing sessions inside windows, instruments shorter than the
-window, with and without the empty rows the padded layout puts between instruments."""
+statement of each statistic; the column kernels take shortcuts (lag walks, sorting and merging
+networks, windows merged from shorter ones) that must give the same numbers on every row: ties,
+missing sessions inside windows, instruments shorter than the window, with and without the empty
+rows the padded layout puts between instruments."""
 
 from datetime import date, timedelta
 from itertools import product
@@ -90,9 +90,8 @@ def test_extremes_over_the_padded_layout_equal_gathered_windows() -> None:
 @pytest.mark.parametrize("pad", [0, 64])
 @pytest.mark.parametrize("ns", [(1, 2, 3), (5, 10, 20, 30, 60), (13, 49, 64), (2, 48, 49)])
 def test_several_windows_equal_gathered_windows(ns: tuple[int, ...], pad: int) -> None:
-    """One walk or one sort serving several windows (some longer than the argmax walk, some
-    merged from shorter ones, some longer than an instrument) gives each window's own
-    statistic."""
+    """One walk or one sort serving several windows (some merged from shorter ones, some
+    longer than an instrument) gives each window's own statistic."""
     values, pos = _column(seed=300 + sum(ns), pad=pad)
     rows = np.flatnonzero(pos >= 0)
     batch = _batch(values, pos)

@@ -1,6 +1,10 @@
-"""Asset-key names that more than one layer refers to."""
+"""Asset-key names that more than one layer refers to (cheap to import: no library code)."""
 
 MODEL_PREFIX = "model_"
+SIGNAL = "signal"
+FEATURE_DRIFT = "feature_drift"
+PREDICTION_DRIFT = "prediction_drift"
+PERFORMANCE_DECAY = "performance_decay"
 
 
 def model_asset(spec_name: str) -> str:
@@ -13,3 +17,8 @@ def model_spec_name(asset: str) -> str:
     if not asset.startswith(MODEL_PREFIX):
         raise ValueError(f"{asset} is not a model asset (its name must start with {MODEL_PREFIX})")
     return asset[len(MODEL_PREFIX) :]
+
+
+def predictions_asset(spec_name: str) -> str:
+    """The asset holding the daily scores of spec ``spec_name``."""
+    return f"predictions_{spec_name}"

@@ -8,21 +8,13 @@ from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
 
-import dagster as dg
 from rich.console import Console
 from rich.table import Table
 
 from qlib_assets.cli_models import add_models_parser
-from qlib_assets.demo import DemoSpec
+from qlib_assets.demo_spec import DemoSpec
 from qlib_assets.settings import Settings, load_settings
 from qlib_assets.terminal import console
-
-# Dagster marks several of the APIs the graph uses (backfill policies, observable sources) beta.
-warnings.filterwarnings("ignore", category=dg.BetaWarning)
-warnings.filterwarnings("ignore", category=dg.PreviewWarning)
-# Qlib's processors trip pandas' chained-assignment and deprecation warnings on every window.
-warnings.filterwarnings("ignore", module=r"qlib\.")
-
 
 DEMO = DemoSpec()
 
@@ -184,8 +176,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _quiet_library_warnings() -> None:
+    import dagster as dg
+
+    # Dagster marks several APIs the graph uses (backfill policies, observable sources) beta.
+    warnings.filterwarnings("ignore", category=dg.BetaWarning)
+    warnings.filterwarnings("ignore", category=dg.PreviewWarning)
+    # Qlib's processors trip pandas' chained-assignment and deprecation warnings on every window.
+    warnings.filterwarnings("ignore", module=r"qlib\.")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    _quiet_library_warnings()
     try:
         return int(args.func(args))
     except (ValueError, KeyError, FileNotFoundError) as exc:

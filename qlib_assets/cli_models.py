@@ -1,19 +1,27 @@
 """`qlib-assets models ...`: the registry from the command line, each command with --json."""
 
+from __future__ import annotations
+
 import argparse
 import json
 from dataclasses import asdict, is_dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from mlflow.entities.model_registry import ModelVersion
 from rich.table import Table
 
-from qlib_assets.models.registry import ALIASES, STATE_TAG, STATES, ModelRegistry
+from qlib_assets.models.states import ALIASES, STATE_TAG, STATES
 from qlib_assets.settings import Settings, load_settings
 from qlib_assets.terminal import console
 
+# MLflow and the registry load when a command runs, not when the parser is built.
+if TYPE_CHECKING:
+    from mlflow.entities.model_registry import ModelVersion
+
+    from qlib_assets.models.registry import ModelRegistry
+
 
 def _registry(settings: Settings) -> ModelRegistry:
+    from qlib_assets.models.registry import ModelRegistry
     from qlib_assets.models.window_training import audit_log
 
     return ModelRegistry(settings.mlflow_uri, audit_log(settings))

@@ -7,7 +7,6 @@ as a backfill launched there; nothing here computes a table itself.
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from rich.console import Console
 from qlib_assets.asset_keys import model_asset
 from qlib_assets.calendar import sessions, shift_sessions
 from qlib_assets.defs.build import build_definitions
+from qlib_assets.demo_spec import DemoSpec
 from qlib_assets.features.tables import LABEL_HORIZON
 from qlib_assets.instance import embedded_instance
 from qlib_assets.market.generator import MarketSpec, generate_market, write_landing
@@ -27,15 +27,6 @@ from qlib_assets.online.tables import SIGNAL, predictions_asset
 from qlib_assets.orchestration import materialize_partition, materialize_range
 from qlib_assets.settings import Settings
 from qlib_assets.summary import feature_summary
-
-
-@dataclass(frozen=True)
-class DemoSpec:
-    instruments: int = 300
-    start: date = date(2021, 1, 4)
-    end: date = date(2024, 12, 31)
-    seed: int = 7
-    windows: int = 2
 
 
 class Stages:

@@ -5,18 +5,6 @@ import dagster as dg
 from qlib_assets.asset_keys import model_asset, model_spec_name
 from qlib_assets.calendar import exchange_timezone
 from qlib_assets.models.window_training import audit_log, platform_specs
-from qlib_assets.monitoring.retrain_trigger import (
-    decode_cursor,
-    encode_cursor,
-    plan_retraining,
-    record_requests,
-)
-from qlib_assets.monitoring.tables import cooldown, latest_breaches
-from qlib_assets.online.routine import (
-    daily_routine_requests,
-    due_retrains,
-    latest_trainable_window,
-)
 from qlib_assets.settings import Settings
 
 
@@ -47,6 +35,8 @@ def build_automation_defs(settings: Settings) -> dg.Definitions:
     def daily_routine(
         context: dg.ScheduleEvaluationContext,
     ) -> list[dg.RunRequest] | dg.SkipReason:
+        from qlib_assets.online.routine import daily_routine_requests
+
         day = context.scheduled_execution_time.date()
         requests = daily_routine_requests(settings, day)
         if not requests:
@@ -70,6 +60,8 @@ def build_automation_defs(settings: Settings) -> dg.Definitions:
         "valid labels are materialized.",
     )
     def rolling_retrain_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+        from qlib_assets.online.routine import due_retrains
+
         requests = [
             dg.RunRequest(
                 run_key=f"{r.assets[0]}:{r.partition}",
@@ -94,6 +86,15 @@ def build_automation_defs(settings: Settings) -> dg.Definitions:
         "evidence in the registry audit table, and then holds a cool-down.",
     )
     def monitoring_retrain_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+        from qlib_assets.monitoring.retrain_trigger import (
+            decode_cursor,
+            encode_cursor,
+            plan_retraining,
+            record_requests,
+        )
+        from qlib_assets.monitoring.tables import cooldown, latest_breaches
+        from qlib_assets.online.routine import latest_trainable_window
+
         plan = plan_retraining(
             latest_breaches(settings), decode_cursor(context.cursor), cooldown(settings)
         )

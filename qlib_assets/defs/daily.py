@@ -1,9 +1,12 @@
 """One way to write a daily asset: the trading-day decorator, the lake resource, code versions."""
 
+import ast
 import hashlib
-import inspect
+import importlib.util
 from collections.abc import Callable, Iterable, Sequence
 from datetime import date
+from functools import cache
+from inspect import getsource
 from pathlib import Path
 from typing import Any
 
@@ -38,16 +41,43 @@ class LakeResource(dg.ConfigurableResource):
         return str(Path(self.root) / asset)
 
 
-def code_version(*parts: Callable[..., Any] | str) -> str:
-    """A digest of the source of the functions (and the text of the specs) an asset runs.
+@cache
+def _top_level_sources(module: str) -> dict[str, str]:
+    # Read from the file, not the imported module: the code location must not import the heavy
+    # libraries (qlib, mlflow, evidently) that the assets' library functions use.
+    found = importlib.util.find_spec(module)
+    if found is None or found.origin is None:
+        raise ImportError(f"no module named {module}")
+    text = Path(found.origin).read_text(encoding="utf-8")
+    return {
+        node.name: ast.get_source_segment(text, node) or ""
+        for node in ast.parse(text).body
+        if isinstance(node, ast.FunctionDef | ast.ClassDef)
+    }
 
-    It changes when the asset body, the library function it calls or its spec changes, so
-    Dagster marks exactly the assets whose code moved as stale; helpers deeper in the library
-    are not followed.
+
+def library_source(ref: str) -> str:
+    """The source of the top-level function (or class) ``"package.module:name"``."""
+    module, _, name = ref.partition(":")
+    sources = _top_level_sources(module)
+    if name not in sources:
+        raise LookupError(f"{module} defines no top-level function or class {name!r}")
+    return sources[name]
+
+
+def code_version(code: Sequence[Callable[..., Any] | str], spec: Sequence[str] = ()) -> str:
+    """A digest of the source of what an asset runs and of the text of its spec.
+
+    ``code``: the asset body and the library functions it calls, the latter as
+    ``"package.module:function"`` references. The version changes when any of them or the spec
+    changes, so Dagster marks exactly the assets whose code moved as stale; helpers deeper in
+    the library are not followed.
     """
     digest = hashlib.sha256()
-    for part in parts:
-        text = part if isinstance(part, str) else inspect.getsource(part)
+    for part in code:
+        digest.update((library_source(part) if isinstance(part, str) else getsource(part)).encode())
+        digest.update(b"\0")
+    for text in spec:
         digest.update(text.encode())
         digest.update(b"\0")
     return digest.hexdigest()[:16]
@@ -63,7 +93,8 @@ class DailyAssets:
 
     Every daily asset shares the partitions, a single-run backfill policy (a ten-year backfill
     is one vectorized run) and a code version computed from its body, the library functions it
-    calls and its spec text.
+    calls (``code``: ``"package.module:function"`` references, imported by the body when it runs)
+    and its spec text.
     """
 
     def __init__(self, partitions: dg.PartitionsDefinition, group: str) -> None:
@@ -74,7 +105,7 @@ class DailyAssets:
         self,
         name: str,
         *,
-        code: Sequence[Callable[..., Any]],
+        code: Sequence[str],
         spec: Sequence[str] = (),
         kinds: set[str],
         description: str,
@@ -90,7 +121,7 @@ class DailyAssets:
                 partitions_def=self.partitions,
                 backfill_policy=dg.BackfillPolicy.single_run(),
                 deps=list(deps),
-                code_version=code_version(body, *code, *spec),
+                code_version=code_version([body, *code], spec),
                 kinds=kinds,
                 automation_condition=automation_condition,
                 check_specs=list(check_specs) or None,

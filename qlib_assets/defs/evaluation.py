@@ -4,13 +4,11 @@ from typing import Literal
 
 import dagster as dg
 
+from qlib_assets.asset_keys import SIGNAL, predictions_asset
 from qlib_assets.calendar import partition_date
 from qlib_assets.defs.daily import DailyAssets, LakeResource, code_version, session_days
 from qlib_assets.defs.png import png_metadata
-from qlib_assets.evaluation.backtest import BacktestConfig
-from qlib_assets.evaluation.tables import build_backtest, build_signal_analysis, log_backtest
 from qlib_assets.models.window_training import platform_specs
-from qlib_assets.online.tables import SIGNAL, predictions_asset
 from qlib_assets.settings import Settings
 
 GROUP = "evaluation"
@@ -35,7 +33,7 @@ def build_evaluation_defs(
 
     @daily.asset(
         "signal_analysis",
-        code=[build_signal_analysis],
+        code=["qlib_assets.evaluation.tables:build_signal_analysis"],
         deps=[SIGNAL, "labels", *(predictions_asset(n) for n in specs)],
         kinds={"polars"},
         description="IC and rank IC per session of every spec and of the signal, rolling "
@@ -44,6 +42,8 @@ def build_evaluation_defs(
     def signal_analysis(
         context: dg.AssetExecutionContext, lake: LakeResource
     ) -> dg.MaterializeResult:
+        from qlib_assets.evaluation.tables import build_signal_analysis
+
         days = session_days(context)
         table, analysis, plot = build_signal_analysis(settings, days)
         lake.write_days("signal_analysis", table, days)
@@ -58,7 +58,12 @@ def build_evaluation_defs(
         name="backtest",
         group_name=GROUP,
         deps=[dg.AssetDep(SIGNAL, partition_mapping=dg.AllPartitionMapping()), "qlib_dataset"],
-        code_version=code_version(build_backtest, log_backtest),
+        code_version=code_version(
+            [
+                "qlib_assets.evaluation.tables:build_backtest",
+                "qlib_assets.evaluation.tables:log_backtest",
+            ]
+        ),
         kinds={"qlib", "mlflow"},
         description="Qlib's TopkDropoutStrategy with its simulator executor over the stored "
         "signal; benchmark equal_weight (default), none, or a provider code, never Qlib's "
@@ -67,6 +72,9 @@ def build_evaluation_defs(
     def backtest(
         context: dg.AssetExecutionContext, config: BacktestRunConfig
     ) -> dg.MaterializeResult:
+        from qlib_assets.evaluation.backtest import BacktestConfig
+        from qlib_assets.evaluation.tables import build_backtest, log_backtest
+
         report = build_backtest(
             settings,
             partition_date(config.start) if config.start else None,

@@ -58,7 +58,7 @@ def build_feature_defs(settings: Settings, partitions: dg.PartitionsDefinition) 
 
     @daily.asset(
         "indicators",
-        code=[build_indicators],
+        code=["qlib_assets.features.tables:build_indicators"],
         spec=[indicator_spec],
         deps=[dg.AssetDep("raw_bars", partition_mapping=_lookback(ind_lookback))],
         kinds={"polars", "talib"},
@@ -73,7 +73,7 @@ def build_feature_defs(settings: Settings, partitions: dg.PartitionsDefinition) 
 
     @daily.asset(
         "alpha158",
-        code=[build_alpha158],
+        code=["qlib_assets.features.tables:build_alpha158"],
         spec=[json.dumps(settings.custom_factors, sort_keys=True)],
         deps=[dg.AssetDep("raw_bars", partition_mapping=_lookback(a158_window))],
         kinds={"polars", "qlib"},
@@ -89,7 +89,7 @@ def build_feature_defs(settings: Settings, partitions: dg.PartitionsDefinition) 
 
     @daily.asset(
         "labels",
-        code=[build_labels],
+        code=["qlib_assets.features.tables:build_labels"],
         deps=[dg.AssetDep("raw_bars", partition_mapping=_lookback(0, LABEL_HORIZON))],
         kinds={"polars"},
         automation_condition=(

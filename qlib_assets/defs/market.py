@@ -31,7 +31,7 @@ def build_market_defs(settings: Settings, partitions: dg.PartitionsDefinition) -
 
     @daily.asset(
         "raw_bars",
-        code=[build_raw_bars],
+        code=["qlib_assets.market.raw_bars:build_raw_bars"],
         spec=[settings.validation.model_dump_json(), json.dumps(settings.column_aliases)],
         deps=[landing_files],
         kinds={"parquet", "polars"},

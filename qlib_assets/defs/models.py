@@ -10,7 +10,7 @@ from qlib_assets.defs.daily import code_version
 from qlib_assets.defs.png import png_metadata
 from qlib_assets.defs.resources import MLflowTracking, mlflow_resource
 from qlib_assets.models.specs import ModelSpec
-from qlib_assets.models.window_training import platform_specs, spec_windows, train_spec_window
+from qlib_assets.models.window_training import platform_specs, spec_windows
 from qlib_assets.settings import Settings
 
 GROUP = "models"
@@ -36,7 +36,9 @@ def _model_asset(settings: Settings, spec: ModelSpec) -> dg.AssetsDefinition:
     windows = spec_windows(settings, spec)
     partitions = dg.StaticPartitionsDefinition([w.key for w in windows])
     deps = [source.asset for source in spec.features] + [spec.label.asset]
-    version = code_version(train_spec_window, spec.digest())
+    version = code_version(
+        [_model_asset, "qlib_assets.models.window_training:train_spec_window"], [spec.digest()]
+    )
 
     @dg.asset(
         name=model_asset(spec.name),
@@ -54,6 +56,8 @@ def _model_asset(settings: Settings, spec: ModelSpec) -> dg.AssetsDefinition:
         "session(s); partition key = the window's first test session.",
     )
     def model(context: dg.AssetExecutionContext, mlflow: MLflowTracking) -> dg.MaterializeResult:
+        from qlib_assets.models.window_training import train_spec_window
+
         key = context.partition_key
         tags = {
             "dagster_run_id": context.run_id,

@@ -5,20 +5,16 @@ from collections.abc import Iterator
 import dagster as dg
 import polars as pl
 
-from qlib_assets.asset_keys import model_asset
-from qlib_assets.defs.daily import DailyAssets, LakeResource, code_version, session_days
-from qlib_assets.defs.png import png_metadata
-from qlib_assets.models.window_training import platform_specs
-from qlib_assets.monitoring.dashboard import build_monitoring_report
-from qlib_assets.monitoring.tables import (
+from qlib_assets.asset_keys import (
     FEATURE_DRIFT,
     PERFORMANCE_DECAY,
     PREDICTION_DRIFT,
-    build_feature_drift,
-    build_performance_decay,
-    build_prediction_drift,
+    model_asset,
+    predictions_asset,
 )
-from qlib_assets.online.tables import predictions_asset
+from qlib_assets.defs.daily import DailyAssets, LakeResource, code_version, session_days
+from qlib_assets.defs.png import png_metadata
+from qlib_assets.models.window_training import platform_specs
 from qlib_assets.settings import Settings
 
 GROUP = "monitoring"
@@ -36,7 +32,7 @@ def build_monitoring_defs(
 
     @daily.asset(
         FEATURE_DRIFT,
-        code=[build_feature_drift],
+        code=["qlib_assets.monitoring.tables:build_feature_drift"],
         spec=[monitoring_spec, monitored.digest()],
         deps=[
             *(s.asset for s in monitored.features),
@@ -55,6 +51,8 @@ def build_monitoring_defs(
         "per-column scores as a table, HTML report per session.",
     )
     def feature_drift(context: dg.AssetExecutionContext, lake: LakeResource) -> Iterator[Event]:
+        from qlib_assets.monitoring.tables import build_feature_drift
+
         days = session_days(context)
         run = build_feature_drift(settings, days)
         for day, reason in sorted(run.skipped.items()):
@@ -87,7 +85,7 @@ def build_monitoring_defs(
 
     @daily.asset(
         PREDICTION_DRIFT,
-        code=[build_prediction_drift],
+        code=["qlib_assets.monitoring.tables:build_prediction_drift"],
         spec=[monitoring_spec],
         deps=[predictions_asset(n) for n in specs],
         kinds={"evidently"},
@@ -97,6 +95,8 @@ def build_monitoring_defs(
     def prediction_drift(
         context: dg.AssetExecutionContext, lake: LakeResource
     ) -> dg.MaterializeResult:
+        from qlib_assets.monitoring.tables import build_prediction_drift
+
         days = session_days(context)
         runs = build_prediction_drift(settings, days)
         tables = [
@@ -116,7 +116,7 @@ def build_monitoring_defs(
 
     @daily.asset(
         PERFORMANCE_DECAY,
-        code=[build_performance_decay],
+        code=["qlib_assets.monitoring.tables:build_performance_decay"],
         spec=[monitoring_spec],
         deps=["labels", *(predictions_asset(n) for n in specs)],
         kinds={"polars"},
@@ -132,6 +132,8 @@ def build_monitoring_defs(
         "level; two sessions behind (labels lag).",
     )
     def performance_decay(context: dg.AssetExecutionContext, lake: LakeResource) -> Iterator[Event]:
+        from qlib_assets.monitoring.tables import build_performance_decay
+
         days = session_days(context)
         results = build_performance_decay(settings, days)
         if results:
@@ -159,12 +161,16 @@ def build_monitoring_defs(
             dg.AssetDep(a, partition_mapping=dg.AllPartitionMapping())
             for a in (FEATURE_DRIFT, PERFORMANCE_DECAY)
         ],
-        code_version=code_version(build_monitoring_report, monitoring_spec),
+        code_version=code_version(
+            ["qlib_assets.monitoring.dashboard:build_monitoring_report"], [monitoring_spec]
+        ),
         kinds={"matplotlib"},
         description="The dashboard: drift heatmap of the most drifted features over time, "
         "drift share over time, rolling IC against its bound per spec.",
     )
     def monitoring_report() -> dg.MaterializeResult:
+        from qlib_assets.monitoring.dashboard import build_monitoring_report
+
         charts = build_monitoring_report(settings)
         metadata: dict[str, dg.MetadataValue] = {}
         for title, path in charts.items():

@@ -3,12 +3,10 @@
 import dagster as dg
 import polars as pl
 
-from qlib_assets.asset_keys import model_asset
+from qlib_assets.asset_keys import SIGNAL, model_asset, predictions_asset
 from qlib_assets.defs.daily import DailyAssets, LakeResource, session_days
 from qlib_assets.models.specs import ModelSpec
 from qlib_assets.models.window_training import platform_specs
-from qlib_assets.online.predictions import PREDICTION_SCHEMA
-from qlib_assets.online.tables import SIGNAL, build_predictions, build_signal, predictions_asset
 from qlib_assets.settings import Settings
 
 GROUP = "online"
@@ -19,7 +17,7 @@ def _predictions(settings: Settings, spec: ModelSpec, daily: DailyAssets) -> dg.
 
     @daily.asset(
         predictions_asset(spec.name),
-        code=[build_predictions],
+        code=["qlib_assets.online.tables:build_predictions"],
         spec=[spec.digest()],
         deps=[
             *features,
@@ -30,6 +28,9 @@ def _predictions(settings: Settings, spec: ModelSpec, daily: DailyAssets) -> dg.
         "test segment holds d; sessions with no online model yet are skipped with a reason.",
     )
     def predictions(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
+        from qlib_assets.online.predictions import PREDICTION_SCHEMA
+        from qlib_assets.online.tables import build_predictions
+
         days = session_days(context)
         result = build_predictions(settings, spec, days)
         for warning in result.warnings:
@@ -60,13 +61,15 @@ def build_online_defs(settings: Settings, partitions: dg.PartitionsDefinition) -
 
     @daily.asset(
         SIGNAL,
-        code=[build_signal],
+        code=["qlib_assets.online.tables:build_signal"],
         deps=[predictions_asset(name) for name in specs],
         kinds={"polars"},
         description="Qlib's AverageEnsemble of the specs' predictions: per-session z-score, "
         "then the mean; exactly one row per (instrument, date).",
     )
     def signal(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
+        from qlib_assets.online.tables import build_signal
+
         days = session_days(context)
         table = build_signal(settings, days)
         lake.write_days(SIGNAL, table, days)

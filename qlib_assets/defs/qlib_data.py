@@ -14,7 +14,7 @@ def build_qlib_data_defs(settings: Settings, partitions: dg.PartitionsDefinition
 
     @daily.asset(
         "qlib_dataset",
-        code=[sync_provider],
+        code=["qlib_assets.storage.provider_sync:sync_provider"],
         deps=["raw_bars"],
         pool="qlib_provider",
         kinds={"qlib"},

@@ -6,6 +6,9 @@ the same strings through Qlib's ``D.features`` over a provider directory, for pa
 benchmarks.
 """
 
+import ast
+import importlib.util
+import sys
 from collections.abc import Mapping, Sequence
 from datetime import date
 from functools import cache
@@ -22,10 +25,44 @@ LABEL_COLUMN = "label"
 @cache
 def alpha158_definitions() -> tuple[tuple[str, ...], tuple[str, ...]]:
     """Qlib's Alpha158 ``(fields, names)``, in Qlib's order."""
-    from qlib.contrib.data.loader import Alpha158DL
-
-    fields, names = Alpha158DL.get_feature_config()
+    loader = sys.modules.get(_LOADER)
+    if loader is not None:
+        fields, names = loader.Alpha158DL.get_feature_config()
+    else:
+        fields, names = _feature_config_from_source()
     return tuple(fields), tuple(names)
+
+
+_LOADER = "qlib.contrib.data.loader"
+
+
+def _feature_config_from_source() -> tuple[list[str], list[str]]:
+    """Run ``Alpha158DL.get_feature_config`` from Qlib's source file without importing it.
+
+    The code location needs the factors' lookback when it loads; importing Qlib's data loader
+    there would import Qlib's data layer and scipy. The method is plain Python over its
+    arguments; if a Qlib release makes it anything else, the real import is used.
+    """
+    found = importlib.util.find_spec("qlib")
+    location = next(iter(found.submodule_search_locations or []), None) if found else None
+    try:
+        if location is None:
+            raise LookupError("qlib is not a package on disk")
+        tree = ast.parse((Path(location) / "contrib" / "data" / "loader.py").read_text())
+        cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "Alpha158DL")
+        method = next(
+            n for n in cls.body if isinstance(n, ast.FunctionDef) and n.name == "get_feature_config"
+        )
+        method.decorator_list = []
+        namespace: dict[str, object] = {}
+        exec(compile(ast.Module(body=[method], type_ignores=[]), "<Alpha158DL>", "exec"), namespace)
+        fields, names = namespace["get_feature_config"]()  # type: ignore[operator]
+        return list(fields), list(names)
+    except (LookupError, OSError, StopIteration, SyntaxError, NameError, TypeError):
+        from qlib.contrib.data.loader import Alpha158DL
+
+        fields, names = Alpha158DL.get_feature_config()
+        return list(fields), list(names)
 
 
 def alpha158_lookback() -> int:

@@ -19,9 +19,8 @@ from mlflow.tracking import MlflowClient
 
 from qlib_assets.models.audit import AuditEntry, AuditLog
 from qlib_assets.models.dataset import feature_schema_hash
+from qlib_assets.models.states import ALIASES, STATE_TAG, STATES
 
-STATE_TAG = "lifecycle_state"
-STATES = ("candidate", "validated", "staging", "production", "archived")
 # production -> staging is a demotion; archived -> staging restores a version for a rollback.
 TRANSITIONS: dict[str | None, frozenset[str]] = {
     None: frozenset({"candidate"}),
@@ -31,7 +30,6 @@ TRANSITIONS: dict[str | None, frozenset[str]] = {
     "production": frozenset({"staging", "archived"}),
     "archived": frozenset({"staging"}),
 }
-ALIASES = ("champion", "challenger", "canary")
 LIBRARY_TAG = re.compile(r"^lib\.(?P<name>[a-z0-9_]+)$")
 
 

@@ -5,12 +5,16 @@ lake, the Qlib processors of its data handler and the rolling scheme of its wind
 the file and the field, e.g. ``lgbm_alpha158.yaml: rolling.trunc_days: ...``.
 """
 
+import ast
 import copy
 import hashlib
 import importlib
+import importlib.util
 import json
+import sys
 from collections.abc import Sequence
 from datetime import date
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
@@ -18,6 +22,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 SPECS_DIR = Path(__file__).parent / "specs"
+# libyaml's loader when PyYAML was built with it: the code location parses every spec at load.
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 PROCESSOR_MODULE = "qlib.data.dataset.processor"
 LABEL_COLUMN = "label"
 
@@ -53,6 +59,9 @@ class ModelSection(_QlibClass):
 
     @model_validator(mode="after")
     def _importable(self) -> "ModelSection":
+        if self.module_path not in sys.modules:
+            _check_defined(self.module_path, self.class_name)
+            return self
         from qlib.model.base import Model
 
         klass = _import_class(self.module_path, self.class_name)
@@ -96,7 +105,7 @@ class ProcessorConfig(_QlibClass):
 
     @model_validator(mode="after")
     def _importable(self) -> "ProcessorConfig":
-        _import_class(self.module_path, self.class_name)
+        _check_defined(self.module_path, self.class_name)
         for reserved in ("fit_start_time", "fit_end_time"):
             if reserved in self.kwargs:
                 raise ValueError(
@@ -211,6 +220,49 @@ def _import_class(module_path: str, name: str) -> type:
     return klass
 
 
+def _check_defined(module_path: str, name: str) -> None:
+    """Fail unless ``module_path`` defines or imports ``name``.
+
+    A module not imported yet is read, not imported: specs load when the code location does,
+    and importing Qlib's model zoo (torch, lightgbm, xgboost) there would cost seconds.
+    """
+    source = None if module_path in sys.modules else _source_file(module_path)
+    if source is None:
+        _import_class(module_path, name)
+        return
+    if name not in _top_level_names(source):
+        raise ValueError(f"module {module_path!r} has no class {name!r}")
+
+
+@lru_cache(maxsize=64)
+def _top_level_names(source: Path) -> frozenset[str]:
+    names: set[str] = set()
+    for node in ast.parse(source.read_text(encoding="utf-8")).body:
+        if isinstance(node, ast.ClassDef):
+            names.add(node.name)
+        elif isinstance(node, ast.Import | ast.ImportFrom):
+            names.update((a.asname or a.name).split(".")[0] for a in node.names)
+        elif isinstance(node, ast.Assign):
+            names.update(t.id for t in node.targets if isinstance(t, ast.Name))
+    return frozenset(names)
+
+
+def _source_file(module_path: str) -> Path | None:
+    """The .py file of ``module_path`` without importing its packages (None: not plain source)."""
+    top, *rest = module_path.split(".")
+    found = importlib.util.find_spec(top)
+    if found is None:
+        raise ValueError(f"cannot import module {module_path!r}: no module named {top!r}")
+    if not rest:
+        return Path(found.origin) if found.origin and found.origin.endswith(".py") else None
+    for location in found.submodule_search_locations or []:
+        base = Path(location).joinpath(*rest)
+        for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+            if candidate.is_file():
+                return candidate
+    raise ValueError(f"cannot import module {module_path!r}: no such module")
+
+
 def _format_errors(source: str, error: ValidationError) -> str:
     lines = []
     for item in error.errors():
@@ -231,7 +283,7 @@ def parse_spec(data: dict[str, Any], source: str = "<spec>") -> ModelSpec:
 def load_spec(path: Path) -> ModelSpec:
     """Read and validate one spec file; a bad file raises ``SpecError`` naming file and field."""
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.load(path.read_text(), Loader=_YAML_LOADER)
     except yaml.YAMLError as exc:
         raise SpecError(f"{path.name}: not valid YAML: {exc}") from None
     if not isinstance(data, dict):

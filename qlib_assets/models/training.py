@@ -11,6 +11,8 @@ How each family streams its metrics while it trains:
   routes ``R.log_metrics`` to the callback (see ``qlib_metrics``).
 """
 
+import contextlib
+import sys
 import tempfile
 import time
 from collections.abc import Mapping
@@ -24,12 +26,16 @@ import numpy as np
 import pandas as pd
 import polars as pl
 import xgboost as xgb
-from qlib.contrib.model.gbdt import LGBModel
-from qlib.contrib.model.xgboost import XGBModel
 from qlib.data.dataset import DatasetH
 from qlib.data.dataset.handler import DataHandlerLP
 from qlib.model.base import Model
 from qlib.utils import init_instance_by_config
+
+# Qlib's model package prints optional-dependency notices (CatBoost) to stdout when imported,
+# which would corrupt `--json` output; they go to stderr instead.
+with contextlib.redirect_stdout(sys.stderr):
+    from qlib.contrib.model.gbdt import LGBModel
+    from qlib.contrib.model.xgboost import XGBModel
 
 from qlib_assets.models.dataset import WindowFrame, build_dataset, segment_rows, to_qlib_frame
 from qlib_assets.models.qlib_metrics import MetricCallback, qlib_metrics_to

@@ -2,18 +2,24 @@
 
 from collections.abc import Mapping, Sequence
 from datetime import date
+from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from qlib_assets.calendar import last_recorded_session, sessions
 from qlib_assets.market.raw_bars import landing_catalog
 from qlib_assets.models.audit import AuditLog, default_audit_url
-from qlib_assets.models.dataset import WindowFrame, load_window_frame, window_days
-from qlib_assets.models.qlib_metrics import MetricCallback
 from qlib_assets.models.rolling import Window, rolling_windows, window_for_key
 from qlib_assets.models.specs import SPECS_DIR, ModelSpec, load_specs
-from qlib_assets.models.tracking import TrackedWindow, train_and_track
 from qlib_assets.settings import Settings
 from qlib_assets.storage.lake import Lake
+
+# Training pulls in Qlib and MLflow; the code location reads specs and windows from this module
+# and must not pay for them when it loads.
+if TYPE_CHECKING:
+    from qlib_assets.models.dataset import WindowFrame
+    from qlib_assets.models.qlib_metrics import MetricCallback
+    from qlib_assets.models.tracking import TrackedWindow
 
 
 def specs_folder(settings: Settings) -> Path:
@@ -21,7 +27,16 @@ def specs_folder(settings: Settings) -> Path:
 
 
 def platform_specs(settings: Settings) -> dict[str, ModelSpec]:
-    return load_specs(specs_folder(settings))
+    folder = specs_folder(settings)
+    stamp = tuple((p.name, p.stat().st_mtime_ns) for p in sorted(folder.glob("*.yaml")))
+    return dict(_specs_as_of(folder, stamp))
+
+
+@lru_cache(maxsize=8)
+def _specs_as_of(folder: Path, stamp: tuple[tuple[str, int], ...]) -> dict[str, ModelSpec]:
+    # Every part of the graph reads the specs when definitions are built; a file's change of
+    # modification time reads the folder again.
+    return load_specs(folder)
 
 
 def platform_sessions(settings: Settings) -> list[date]:
@@ -54,12 +69,14 @@ def _landing_lineage(settings: Settings, days: Sequence[date]) -> dict[str, str]
     }
 
 
-def window_data(settings: Settings, spec: ModelSpec, key: str) -> tuple[Window, WindowFrame]:
+def window_data(settings: Settings, spec: ModelSpec, key: str) -> "tuple[Window, WindowFrame]":
     """The window with test start ``key`` and its train/valid feature and label frame.
 
     Every train and valid session must have its partitions materialized; the error names the
     window and the first missing session.
     """
+    from qlib_assets.models.dataset import load_window_frame, window_days
+
     window = window_for_key(spec_windows(settings, spec), key)
     days = window_days(window, platform_sessions(settings))
     lake = Lake(settings.lake_dir)
@@ -94,15 +111,18 @@ def train_spec_window(
     spec: ModelSpec,
     key: str,
     run_tags: Mapping[str, str],
-    on_metric: MetricCallback | None = None,
+    on_metric: "MetricCallback | None" = None,
     tracking_uri: str | None = None,
     audit: AuditLog | None = None,
     artifact_root: Path | None = None,
-) -> TrackedWindow:
+) -> "TrackedWindow":
     """Train the window whose test segment starts at ``key`` and register it as a candidate.
 
     MLflow and the audit table default to the settings' embedded ones.
     """
+    from qlib_assets.models.dataset import window_days
+    from qlib_assets.models.tracking import train_and_track
+
     window, data = window_data(settings, spec, key)
     return train_and_track(
         spec,

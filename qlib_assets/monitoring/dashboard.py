@@ -4,7 +4,7 @@ from pathlib import Path
 
 import polars as pl
 
-from qlib_assets.monitoring.tables import FEATURE_DRIFT, PERFORMANCE_DECAY
+from qlib_assets.asset_keys import FEATURE_DRIFT, PERFORMANCE_DECAY
 from qlib_assets.settings import Settings
 from qlib_assets.storage.lake import Lake
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import polars as pl
 from mlflow import MlflowClient
 
+from qlib_assets.asset_keys import FEATURE_DRIFT, PERFORMANCE_DECAY, PREDICTION_DRIFT
 from qlib_assets.calendar import sessions, shift_sessions
 from qlib_assets.models.registry import ModelRegistry
 from qlib_assets.models.rolling import Window, window_for_day
@@ -21,10 +22,6 @@ from qlib_assets.online.predictions import scoring_features
 from qlib_assets.online.tables import online_model_uris, predictions_asset
 from qlib_assets.settings import Settings
 from qlib_assets.storage.lake import Lake
-
-FEATURE_DRIFT = "feature_drift"
-PREDICTION_DRIFT = "prediction_drift"
-PERFORMANCE_DECAY = "performance_decay"
 
 
 @dataclass

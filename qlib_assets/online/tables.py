@@ -5,6 +5,7 @@ from datetime import date
 
 import polars as pl
 
+from qlib_assets.asset_keys import predictions_asset
 from qlib_assets.models.registry import STATE_TAG, ModelRegistry
 from qlib_assets.models.specs import ModelSpec
 from qlib_assets.models.window_training import audit_log, platform_specs, spec_windows
@@ -12,12 +13,6 @@ from qlib_assets.online.ensemble import average_ensemble
 from qlib_assets.online.predictions import PredictionResult, predict_sessions, scoring_features
 from qlib_assets.settings import Settings
 from qlib_assets.storage.lake import Lake
-
-SIGNAL = "signal"
-
-
-def predictions_asset(spec_name: str) -> str:
-    return f"predictions_{spec_name}"
 
 
 def online_model_uris(settings: Settings, spec: ModelSpec) -> dict[str, str]:

@@ -42,9 +42,14 @@ def test_code_version_follows_the_source() -> None:
     def two() -> int:
         return 2
 
-    assert code_version(one) != code_version(two)
-    assert code_version(one, "spec a") != code_version(one, "spec b")
-    assert code_version(one) == code_version(one)
+    assert code_version([one]) != code_version([two])
+    assert code_version([one], ["spec a"]) != code_version([one], ["spec b"])
+    assert code_version([one]) == code_version([one])
+    assert code_version(["qlib_assets.features.tables:build_alpha158"]) != code_version(
+        ["qlib_assets.features.tables:build_labels"]
+    )
+    with pytest.raises(LookupError, match="no top-level function"):
+        code_version(["qlib_assets.features.tables:no_such_function"])
 
 
 def test_a_new_code_version_is_seen_by_dagster() -> None:
@@ -66,12 +71,12 @@ def test_a_new_code_version_is_seen_by_dagster() -> None:
         return 2
 
     with dg.instance_for_test() as instance:
-        first = dg.evaluate_automation_conditions([make(code_version(one))], instance)
+        first = dg.evaluate_automation_conditions([make(code_version([one]))], instance)
         same = dg.evaluate_automation_conditions(
-            [make(code_version(one))], instance, cursor=first.cursor
+            [make(code_version([one]))], instance, cursor=first.cursor
         )
         moved = dg.evaluate_automation_conditions(
-            [make(code_version(two))], instance, cursor=same.cursor
+            [make(code_version([two]))], instance, cursor=same.cursor
         )
     assert same.total_requested == 0
     assert moved.total_requested == 1

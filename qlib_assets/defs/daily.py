@@ -3,7 +3,7 @@
 import ast
 import hashlib
 import importlib.util
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import date
 from functools import cache
 from inspect import getsource
@@ -14,6 +14,7 @@ import dagster as dg
 import polars as pl
 
 from qlib_assets.calendar import partition_date
+from qlib_assets.market.landing import LandingEntry
 from qlib_assets.storage.lake import Lake
 
 LAKE = "lake"
@@ -39,6 +40,13 @@ class LakeResource(dg.ConfigurableResource):
 
     def folder(self, asset: str) -> str:
         return str(Path(self.root) / asset)
+
+    def session_rows(self, asset: str, days: Iterable[date]) -> dict[date, int]:
+        """Rows of each session's file, read from the Parquet footer (no data is read)."""
+        import pyarrow.parquet as pq
+
+        lake = self.lake()
+        return {d: pq.read_metadata(lake.path(asset, d)).num_rows for d in days}
 
 
 @cache
@@ -130,3 +138,91 @@ class DailyAssets:
             )(body)
 
         return decorate
+
+
+def add_session_metadata(
+    context: dg.AssetExecutionContext,
+    by_session: dict[date, dict[str, Any]],
+    range_facts: dict[str, Any] | None = None,
+) -> None:
+    """Give each session's materialization its own figures; facts about the run's whole range go
+    once, onto its last session, instead of being copied onto every partition.
+
+    Dagster's ``add_asset_metadata(partition_key=...)`` checks the key against every key of the
+    run's range on each call, which is quadratic in a ten-year backfill; the keys are checked
+    once here and recorded into the same per-partition accumulator.
+    """
+    keys = set(context.partition_keys)
+    unknown = [d for d in by_session if d.isoformat() not in keys]
+    if unknown:
+        raise ValueError(f"{context.asset_key.to_user_string()}: {unknown[0]} is not in this run")
+    step = context.get_step_execution_context()
+    accumulator = step._metadata_accumulator
+    for day, metadata in by_session.items():
+        accumulator = accumulator.with_additional_asset_metadata(
+            asset_key=context.asset_key, metadata=metadata, partition_key=day.isoformat()
+        )
+    if range_facts:
+        accumulator = accumulator.with_additional_asset_metadata(
+            asset_key=context.asset_key,
+            metadata={"run_range": dg.MetadataValue.json(range_facts)},
+            partition_key=context.partition_keys[-1],
+        )
+    step._metadata_accumulator = accumulator
+
+
+def write_sessions(
+    context: dg.AssetExecutionContext,
+    lake: LakeResource,
+    asset: str,
+    table: pl.DataFrame,
+    days: Sequence[date],
+    **range_facts: Any,
+) -> dict[date, str]:
+    """Write one lake file per session and record each session's rows, columns and SHA-256 on
+    its own partition; the range's size and folder once."""
+    hashes = lake.write_days(asset, table, days)
+    rows = dict(table.group_by("date").len().iter_rows())
+    columns = table.width - 2
+    add_session_metadata(
+        context,
+        {
+            day: {"rows": rows.get(day, 0), "columns": columns, "sha256": digest}
+            for day, digest in hashes.items()
+        },
+        {
+            "sessions": len(hashes),
+            "first": min(hashes).isoformat() if hashes else None,
+            "last": max(hashes).isoformat() if hashes else None,
+            "rows": table.height,
+            "path": lake.folder(asset),
+            **range_facts,
+        },
+    )
+    return hashes
+
+
+# A session delivered as one file per instrument has thousands of files: its event lists the
+# first few and the count, so that no event grows past a few KB.
+FILES_SHOWN = 20
+
+
+def landing_files_by_session(
+    entries: Mapping[str, LandingEntry], days: Sequence[date]
+) -> dict[date, dict[str, str]]:
+    """Session -> {landing file: SHA-256} of the files that hold it."""
+    wanted = {d.isoformat(): d for d in days}
+    found: dict[date, dict[str, str]] = {}
+    for rel, entry in sorted(entries.items()):
+        for key in entry.dates:
+            if key in wanted:
+                found.setdefault(wanted[key], {})[rel] = entry.sha256
+    return found
+
+
+def session_files_metadata(files: Mapping[str, str]) -> dict[str, Any]:
+    shown = dict(list(files.items())[:FILES_SHOWN])
+    return {
+        "landing_files": len(files),
+        "landing_file_sha256": dg.MetadataValue.json(shown),
+    }

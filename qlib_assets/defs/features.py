@@ -2,12 +2,11 @@
 
 import json
 from datetime import timedelta
-from typing import Any, Literal
+from typing import Literal
 
 import dagster as dg
-import polars as pl
 
-from qlib_assets.defs.daily import DailyAssets, LakeResource, session_days
+from qlib_assets.defs.daily import DailyAssets, LakeResource, session_days, write_sessions
 from qlib_assets.features.tables import (
     LABEL_HORIZON,
     alpha158_window,
@@ -33,22 +32,6 @@ def _lookback(sessions_before: int, sessions_after: int = 0) -> dg.TimeWindowPar
     )
 
 
-def _write(
-    lake: LakeResource, asset: str, context: dg.AssetExecutionContext, table: pl.DataFrame
-) -> dict[str, Any]:
-    days = session_days(context)
-    hashes = lake.write_days(asset, table, days)
-    return {
-        "rows": table.height,
-        "columns": table.width - 2,
-        "sessions": len(days),
-        "sha256": next(iter(hashes.values()))
-        if len(days) == 1
-        else dg.MetadataValue.json({d.isoformat(): h for d, h in hashes.items()}),
-        "path": lake.folder(asset),
-    }
-
-
 def build_feature_defs(settings: Settings, partitions: dg.PartitionsDefinition) -> dg.Definitions:
     daily = DailyAssets(partitions, GROUP)
     ind_lookback = indicator_lookback(settings)
@@ -66,8 +49,9 @@ def build_feature_defs(settings: Settings, partitions: dg.PartitionsDefinition) 
         "warm-up so a one-session run equals the full history; plus custom_indicators.",
     )
     def indicators(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
-        table = build_indicators(settings, session_days(context))
-        return dg.MaterializeResult(metadata=_write(lake, "indicators", context, table))
+        days = session_days(context)
+        write_sessions(context, lake, "indicators", build_indicators(settings, days), days)
+        return dg.MaterializeResult()
 
     a158_window = alpha158_window(settings.custom_factors)
 
@@ -83,9 +67,10 @@ def build_feature_defs(settings: Settings, partitions: dg.PartitionsDefinition) 
     def alpha158(
         context: dg.AssetExecutionContext, config: Alpha158Config, lake: LakeResource
     ) -> dg.MaterializeResult:
-        table = build_alpha158(settings, session_days(context), engine=config.engine)
-        metadata = _write(lake, "alpha158", context, table)
-        return dg.MaterializeResult(metadata={**metadata, "engine": config.engine})
+        days = session_days(context)
+        table = build_alpha158(settings, days, engine=config.engine)
+        write_sessions(context, lake, "alpha158", table, days, engine=config.engine)
+        return dg.MaterializeResult()
 
     @daily.asset(
         "labels",
@@ -102,7 +87,8 @@ def build_feature_defs(settings: Settings, partitions: dg.PartitionsDefinition) 
         "of the two following sessions exist (labels lag by two sessions).",
     )
     def labels(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
-        table = build_labels(settings, session_days(context))
-        return dg.MaterializeResult(metadata=_write(lake, "labels", context, table))
+        days = session_days(context)
+        write_sessions(context, lake, "labels", build_labels(settings, days), days)
+        return dg.MaterializeResult()
 
     return dg.Definitions(assets=[indicators, alpha158, labels])

@@ -5,7 +5,14 @@ from collections.abc import Iterator
 
 import dagster as dg
 
-from qlib_assets.defs.daily import DailyAssets, LakeResource, session_days
+from qlib_assets.defs.daily import (
+    DailyAssets,
+    LakeResource,
+    add_session_metadata,
+    landing_files_by_session,
+    session_days,
+    session_files_metadata,
+)
 from qlib_assets.market.landing import session_versions
 from qlib_assets.market.raw_bars import build_raw_bars, landing_catalog, quarantine_unreadable
 from qlib_assets.market.sensor_plan import plan_landing_runs
@@ -59,18 +66,29 @@ def build_market_defs(settings: Settings, partitions: dg.PartitionsDefinition) -
         report = build_raw_bars(settings, days)
         jumps = report.findings.price_jumps
         drops = report.findings.coverage_drops
-        yield dg.MaterializeResult(
-            metadata={
+        rows = lake.session_rows("raw_bars", days)
+        files = landing_files_by_session(landing_catalog(settings).scan(), days)
+        add_session_metadata(
+            context,
+            {
+                day: {
+                    "rows": rows[day],
+                    # validation keeps one bar per instrument and session
+                    "instruments": rows[day],
+                    "sha256": digest,
+                    **session_files_metadata(files.get(day, {})),
+                }
+                for day, digest in report.hashes.items()
+            },
+            {
+                "sessions": len(days),
                 "rows": report.rows,
                 "instruments": report.instruments,
-                "sessions": len(days),
-                "sha256": next(iter(report.hashes.values()))
-                if len(days) == 1
-                else dg.MetadataValue.json({d.isoformat(): h for d, h in report.hashes.items()}),
-                "landing_files": dg.MetadataValue.json(report.landing_files),
+                "landing_files": len(report.landing_files),
                 "path": lake.folder("raw_bars"),
             },
         )
+        yield dg.MaterializeResult()
         yield dg.AssetCheckResult(
             check_name="price_limits",
             passed=jumps.height == 0,

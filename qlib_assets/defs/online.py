@@ -4,7 +4,13 @@ import dagster as dg
 import polars as pl
 
 from qlib_assets.asset_keys import SIGNAL, model_asset, predictions_asset
-from qlib_assets.defs.daily import DailyAssets, LakeResource, session_days
+from qlib_assets.defs.daily import (
+    DailyAssets,
+    LakeResource,
+    add_session_metadata,
+    session_days,
+    write_sessions,
+)
 from qlib_assets.models.specs import ModelSpec
 from qlib_assets.models.window_training import platform_specs
 from qlib_assets.settings import Settings
@@ -37,20 +43,20 @@ def _predictions(settings: Settings, spec: ModelSpec, daily: DailyAssets) -> dg.
             context.log.warning(warning)
         scored = set(result.sessions)
         written = [d for d in days if d in scored or d in result.skipped]
-        lake.write_days(
-            predictions_asset(spec.name), result.frame.select(list(PREDICTION_SCHEMA)), written
+        write_sessions(
+            context,
+            lake,
+            predictions_asset(spec.name),
+            result.frame.select(list(PREDICTION_SCHEMA)),
+            written,
+            sessions_scored=len(scored),
+            clipped_to=result.clipped_to.isoformat() if result.clipped_to else "no",
+            models=result.models,
         )
-        return dg.MaterializeResult(
-            metadata={
-                "rows": result.frame.height,
-                "sessions_scored": len(scored),
-                "sessions_skipped": dg.MetadataValue.json(
-                    {d.isoformat(): r for d, r in sorted(result.skipped.items())}
-                ),
-                "clipped_to": result.clipped_to.isoformat() if result.clipped_to else "no",
-                "models": dg.MetadataValue.json(result.models),
-            }
+        add_session_metadata(
+            context, {d: {"skipped": reason} for d, reason in sorted(result.skipped.items())}
         )
+        return dg.MaterializeResult()
 
     return predictions
 
@@ -72,15 +78,9 @@ def build_online_defs(settings: Settings, partitions: dg.PartitionsDefinition) -
 
         days = session_days(context)
         table = build_signal(settings, days)
-        lake.write_days(SIGNAL, table, days)
-        per_day = table.group_by("date").len()
-        return dg.MaterializeResult(
-            metadata={
-                "rows": table.height,
-                "instruments_per_session": float(per_day["len"].mean() or 0.0),
-                "unique": table.select(pl.struct("instrument", "date").is_unique().all()).item(),
-            }
-        )
+        unique = table.select(pl.struct("instrument", "date").is_unique().all()).item()
+        write_sessions(context, lake, SIGNAL, table, days, unique=unique)
+        return dg.MaterializeResult()
 
     assets = [_predictions(settings, spec, daily) for spec in specs.values()]
     return dg.Definitions(assets=[*assets, signal])

@@ -8,7 +8,12 @@ from pathlib import Path
 import polars as pl
 from mlflow import MlflowClient
 
-from qlib_assets.asset_keys import FEATURE_DRIFT, PERFORMANCE_DECAY, PREDICTION_DRIFT
+from qlib_assets.asset_keys import (
+    FEATURE_DRIFT,
+    PERFORMANCE_DECAY,
+    PREDICTION_DRIFT,
+    predictions_asset,
+)
 from qlib_assets.calendar import sessions, shift_sessions
 from qlib_assets.models.registry import ModelRegistry
 from qlib_assets.models.rolling import Window, window_for_day
@@ -19,7 +24,7 @@ from qlib_assets.monitoring.drift import DriftResult, feature_drift, prediction_
 from qlib_assets.monitoring.reference_cache import ReferenceCache
 from qlib_assets.monitoring.retrain_trigger import Breach, decay_breach
 from qlib_assets.online.predictions import scoring_features
-from qlib_assets.online.tables import online_model_uris, predictions_asset
+from qlib_assets.online.tables import online_model_uris
 from qlib_assets.settings import Settings
 from qlib_assets.storage.lake import Lake
 

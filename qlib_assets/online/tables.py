@@ -5,7 +5,9 @@ from datetime import date
 
 import polars as pl
 
-from qlib_assets.asset_keys import predictions_asset
+# SIGNAL and predictions_asset are re-exported: callers name the online tables through here.
+from qlib_assets.asset_keys import SIGNAL as SIGNAL
+from qlib_assets.asset_keys import predictions_asset as predictions_asset
 from qlib_assets.models.registry import STATE_TAG, ModelRegistry
 from qlib_assets.models.specs import ModelSpec
 from qlib_assets.models.window_training import audit_log, platform_specs, spec_windows

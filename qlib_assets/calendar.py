@@ -1,7 +1,8 @@
 """Exchange trading sessions and the Dagster partitions built from them."""
 
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
+from zoneinfo import ZoneInfo
 
 import dagster as dg
 import exchange_calendars as xcals
@@ -52,10 +53,20 @@ def shift_sessions(name: str, day: date, offset: int) -> date:
     return cal.session_offset(ts, offset).date()
 
 
+def current_session(name: str, now: datetime | None = None) -> date:
+    """The latest session on or before today in the exchange's time zone (capped at the last
+    session its holiday table covers)."""
+    today = (now or datetime.now(UTC)).astimezone(ZoneInfo(exchange_timezone(name))).date()
+    cal = _exchange(name)
+    ts = min(pd.Timestamp(today), cal.last_session)
+    return (ts if cal.is_session(ts) else cal.date_to_session(ts, direction="previous")).date()
+
+
 def trading_days_partitions(name: str, start: date) -> dg.DailyPartitionsDefinition:
     """One partition per session: weekends and the exchange's holidays are excluded.
 
-    Partitions stop at the last day the exchange's holiday table covers, since beyond it
+    Partitions end at the current session in the exchange's time zone, so "missing" means
+    missing; if the exchange's holiday table ends sooner they stop there, since beyond it
     holidays would silently become partitions.
     """
     first = sessions(name, start, start + timedelta(days=14))[0]
@@ -67,9 +78,11 @@ def trading_days_partitions(name: str, start: date) -> dg.DailyPartitionsDefinit
         for d in weekdays
         if d.date() not in open_days
     ]
+    open_ended = end >= datetime.now(UTC).date()
     return dg.DailyPartitionsDefinition(
         start_date=first.strftime(PARTITION_FMT),
-        end_date=(end + timedelta(days=1)).strftime(PARTITION_FMT),
+        end_date=None if open_ended else (end + timedelta(days=1)).strftime(PARTITION_FMT),
+        timezone=exchange_timezone(name),
         fmt=PARTITION_FMT,
         # The session's partition exists from its morning on, so the routine after the close
         # can materialize it the same day.

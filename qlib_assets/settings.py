@@ -62,6 +62,19 @@ class MonitoringSettings(BaseModel):
     cooldown_days: int = Field(30, description="One retraining request per spec per cool-down.")
 
 
+class AutomationSettings(BaseModel):
+    """The daily chain's Declarative Automation (see README, "The daily loop")."""
+
+    enabled: bool = Field(
+        True,
+        description="Start the automation-condition and rolling-retrain sensors running; false "
+        "leaves every asset to be launched by hand.",
+    )
+    interval_seconds: int = Field(
+        5, ge=1, description="How often the automation conditions are evaluated."
+    )
+
+
 class Settings(BaseSettings):
     """Everything that differs between machines and environments."""
 
@@ -96,6 +109,7 @@ class Settings(BaseSettings):
     )
     validation: ValidationSettings = Field(default_factory=ValidationSettings)
     monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
+    automation: AutomationSettings = Field(default_factory=AutomationSettings)
     indicator_params: dict[str, Any] = Field(
         default_factory=dict,
         description="Indicator family -> parameter overrides, a list of them, or null to drop "

@@ -18,6 +18,11 @@ def build_automation_defs(settings: Settings) -> dg.Definitions:
     ).downstream().required_multi_asset_neighbors() - dg.AssetSelection.assets(
         *(model_asset(n) for n in platform_specs(settings)), "backtest"
     )
+    running = (
+        dg.DefaultSensorStatus.RUNNING
+        if settings.automation.enabled
+        else dg.DefaultSensorStatus.STOPPED
+    )
     train_jobs = [
         dg.define_asset_job(training_job_name(name), selection=[model_asset(name)])
         for name in platform_specs(settings)
@@ -55,7 +60,7 @@ def build_automation_defs(settings: Settings) -> dg.Definitions:
         name="rolling_retrain_sensor",
         jobs=train_jobs,
         minimum_interval_seconds=3600,
-        default_status=dg.DefaultSensorStatus.STOPPED,
+        default_status=running,
         description="A rolling step: trains each spec's next window once all its train and "
         "valid labels are materialized.",
     )
@@ -121,8 +126,17 @@ def build_automation_defs(settings: Settings) -> dg.Definitions:
             skip_reason=None if requests else "no breach outside the cool-down",
         )
 
+    automation_sensor = dg.AutomationConditionSensorDefinition(
+        "daily_automation",
+        target=dg.AssetSelection.all(),
+        minimum_interval_seconds=settings.automation.interval_seconds,
+        default_status=running,
+        description="Evaluates every asset's automation condition: predictions, signal and drift "
+        "of each new session; labels, signal analysis and decay as their inputs complete.",
+    )
+
     return dg.Definitions(
         schedules=[daily_routine],
-        sensors=[rolling_retrain_sensor, monitoring_retrain_sensor],
+        sensors=[rolling_retrain_sensor, monitoring_retrain_sensor, automation_sensor],
         jobs=train_jobs,
     )

@@ -6,6 +6,7 @@ import dagster as dg
 
 from qlib_assets.asset_keys import SIGNAL, predictions_asset
 from qlib_assets.calendar import partition_date
+from qlib_assets.defs.conditions import when_inputs_complete
 from qlib_assets.defs.daily import DailyAssets, LakeResource, code_version, session_days
 from qlib_assets.defs.png import png_metadata
 from qlib_assets.models.window_training import platform_specs
@@ -36,6 +37,7 @@ def build_evaluation_defs(
         code=["qlib_assets.evaluation.tables:build_signal_analysis"],
         deps=[SIGNAL, "labels", *(predictions_asset(n) for n in specs)],
         kinds={"polars"},
+        automation_condition=when_inputs_complete(),
         description="IC and rank IC per session of every spec and of the signal, rolling "
         "20-session ICIR, a rolling-IC plot; runs two sessions behind (labels lag).",
     )

@@ -1,11 +1,11 @@
 """Feature assets: technical indicators, Alpha158 and labels, each over a raw_bars lookback."""
 
 import json
-from datetime import timedelta
 from typing import Literal
 
 import dagster as dg
 
+from qlib_assets.defs.conditions import when_inputs_complete
 from qlib_assets.defs.daily import DailyAssets, LakeResource, session_days, write_sessions
 from qlib_assets.features.tables import (
     LABEL_HORIZON,
@@ -77,12 +77,7 @@ def build_feature_defs(settings: Settings, partitions: dg.PartitionsDefinition) 
         code=["qlib_assets.features.tables:build_labels"],
         deps=[dg.AssetDep("raw_bars", partition_mapping=_lookback(0, LABEL_HORIZON))],
         kinds={"polars"},
-        automation_condition=(
-            dg.AutomationCondition.in_latest_time_window(timedelta(days=14))
-            & dg.AutomationCondition.any_deps_updated()
-            & ~dg.AutomationCondition.any_deps_missing()
-            & ~dg.AutomationCondition.in_progress()
-        ),
+        automation_condition=when_inputs_complete(later_sessions=LABEL_HORIZON),
         description="Qlib's label Ref($close,-2)/Ref($close,-1)-1: materializable once raw_bars "
         "of the two following sessions exist (labels lag by two sessions).",
     )

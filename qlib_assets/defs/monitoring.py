@@ -12,6 +12,7 @@ from qlib_assets.asset_keys import (
     model_asset,
     predictions_asset,
 )
+from qlib_assets.defs.conditions import on_any_update, on_new_session, when_inputs_complete
 from qlib_assets.defs.daily import DailyAssets, LakeResource, code_version, session_days
 from qlib_assets.defs.png import png_metadata
 from qlib_assets.models.window_training import platform_specs
@@ -39,6 +40,9 @@ def build_monitoring_defs(
             dg.AssetDep(model_asset(conf.spec), partition_mapping=dg.AllPartitionMapping()),
         ],
         kinds={"evidently"},
+        automation_condition=on_new_session(
+            ignore=dg.AssetSelection.assets(model_asset(conf.spec))
+        ),
         check_specs=[
             dg.AssetCheckSpec(
                 "drift_share",
@@ -89,6 +93,7 @@ def build_monitoring_defs(
         spec=[monitoring_spec],
         deps=[predictions_asset(n) for n in specs],
         kinds={"evidently"},
+        automation_condition=on_new_session(),
         description="Each spec's score distribution per session against its online model's "
         "validation-period predictions.",
     )
@@ -120,6 +125,7 @@ def build_monitoring_defs(
         spec=[monitoring_spec],
         deps=["labels", *(predictions_asset(n) for n in specs)],
         kinds={"polars"},
+        automation_condition=when_inputs_complete(),
         check_specs=[
             dg.AssetCheckSpec(
                 "ic_decay",
@@ -165,6 +171,7 @@ def build_monitoring_defs(
             ["qlib_assets.monitoring.dashboard:build_monitoring_report"], [monitoring_spec]
         ),
         kinds={"matplotlib"},
+        automation_condition=on_any_update(),
         description="The dashboard: drift heatmap of the most drifted features over time, "
         "drift share over time, rolling IC against its bound per spec.",
     )

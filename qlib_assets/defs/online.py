@@ -4,6 +4,7 @@ import dagster as dg
 import polars as pl
 
 from qlib_assets.asset_keys import SIGNAL, model_asset, predictions_asset
+from qlib_assets.defs.conditions import on_new_session
 from qlib_assets.defs.daily import (
     DailyAssets,
     LakeResource,
@@ -30,6 +31,9 @@ def _predictions(settings: Settings, spec: ModelSpec, daily: DailyAssets) -> dg.
             dg.AssetDep(model_asset(spec.name), partition_mapping=dg.AllPartitionMapping()),
         ],
         kinds={"mlflow", "polars"},
+        automation_condition=on_new_session(
+            ignore=dg.AssetSelection.assets(model_asset(spec.name))
+        ),
         description=f"Scores of {spec.ref}: session d comes from the latest trained window whose "
         "test segment holds d; sessions with no online model yet are skipped with a reason.",
     )
@@ -70,6 +74,7 @@ def build_online_defs(settings: Settings, partitions: dg.PartitionsDefinition) -
         code=["qlib_assets.online.tables:build_signal"],
         deps=[predictions_asset(name) for name in specs],
         kinds={"polars"},
+        automation_condition=on_new_session(),
         description="Qlib's AverageEnsemble of the specs' predictions: per-session z-score, "
         "then the mean; exactly one row per (instrument, date).",
     )

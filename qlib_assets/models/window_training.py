@@ -1,12 +1,13 @@
 """One rolling window of one spec: read its partitions from the lake, train, track, register."""
 
+from bisect import bisect_right
 from collections.abc import Mapping, Sequence
 from datetime import date
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from qlib_assets.calendar import last_recorded_session, sessions
+from qlib_assets.calendar import current_session, last_recorded_session, sessions
 from qlib_assets.market.raw_bars import landing_catalog
 from qlib_assets.models.audit import AuditLog, default_audit_url
 from qlib_assets.models.rolling import Window, rolling_windows, window_for_key
@@ -47,9 +48,14 @@ def platform_sessions(settings: Settings) -> list[date]:
 
 
 def spec_windows(settings: Settings, spec: ModelSpec) -> list[Window]:
-    """The spec's rolling windows over the platform calendar; a window's key is a partition."""
+    """The spec's rolling windows over the platform calendar whose labels can exist by the
+    current session (its valid segment ends ``horizon`` sessions before it); a window's key is
+    a partition."""
     days = platform_sessions(settings)
-    return rolling_windows(spec.rolling, days, last_day=days[-1])
+    today = current_session(settings.calendar)
+    last_labelled = days[max(0, bisect_right(days, today) - 1 - spec.label.horizon)]
+    windows = rolling_windows(spec.rolling, days, last_day=days[-1])
+    return [w for w in windows if w.data_end <= last_labelled]
 
 
 def audit_url(settings: Settings) -> str:

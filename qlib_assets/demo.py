@@ -20,6 +20,7 @@ from qlib_assets.calendar import sessions, shift_sessions
 from qlib_assets.defs.build import build_definitions
 from qlib_assets.demo_spec import DemoSpec
 from qlib_assets.features.tables import LABEL_HORIZON
+from qlib_assets.first_start import record_sensor_tick
 from qlib_assets.instance import embedded_instance
 from qlib_assets.market.generator import MarketSpec, generate_market, write_landing
 from qlib_assets.models.window_training import platform_specs, spec_windows
@@ -57,6 +58,11 @@ def _ranged(
     return action
 
 
+def _record_landing(instance: dg.DagsterInstance, defs: dg.Definitions) -> str:
+    result = record_sensor_tick(instance, defs)
+    return f"{len(result.asset_events or [])} sessions observed, cursor stored"
+
+
 def run_demo(settings: Settings, spec: DemoSpec, console: Console) -> dict[str, Any]:
     instance = embedded_instance(settings)
     stages = Stages(console)
@@ -75,6 +81,8 @@ def run_demo(settings: Settings, spec: DemoSpec, console: Console) -> dict[str, 
     days = sessions(settings.calendar, max(spec.start, settings.start_date), spec.end)
     first, last = days[0], days[-1]
     labelled = shift_sessions(settings.calendar, last, -LABEL_HORIZON)
+    # Observed before raw_bars reads them, so raw_bars records their data versions (not stale).
+    stages.run("landing sensor state", lambda: _record_landing(instance, defs))
     stages.run("market data", _ranged(defs, instance, ["raw_bars", "qlib_dataset"], first, last))
     stages.run("features", _ranged(defs, instance, ["indicators", "alpha158"], first, last))
     stages.run("labels", _ranged(defs, instance, ["labels"], first, labelled))

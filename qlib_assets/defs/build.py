@@ -12,11 +12,13 @@ from qlib_assets.defs.monitoring import build_monitoring_defs
 from qlib_assets.defs.online import build_online_defs
 from qlib_assets.defs.qlib_data import build_qlib_data_defs
 from qlib_assets.instance import set_sqlite_synchronous
+from qlib_assets.runs.pool_wait import install_pool_wait_fix
 from qlib_assets.settings import Settings
 
 
 def build_definitions(settings: Settings) -> dg.Definitions:
     set_sqlite_synchronous(settings.sqlite_synchronous)
+    install_pool_wait_fix()
     trading_days = trading_days_partitions(settings.calendar, settings.start_date)
     return dg.Definitions.merge(
         build_market_defs(settings, trading_days),

@@ -13,7 +13,7 @@ from qlib_assets.market.ingest import load_sessions
 from qlib_assets.market.landing import LandingCatalog, quarantine
 from qlib_assets.market.validation import SoftFindings, soft_findings
 from qlib_assets.settings import Settings
-from qlib_assets.storage.atomic import write_parquet_atomic
+from qlib_assets.storage.atomic import remove_stale_temps, write_parquet_atomic
 from qlib_assets.storage.lake import Lake
 
 ASSET = "raw_bars"
@@ -58,6 +58,7 @@ def build_raw_bars(settings: Settings, days: Sequence[date]) -> RawBarsReport:
             + (f" and {more} more" if more > 0 else "")
         )
     lake = Lake(settings.lake_dir)
+    remove_stale_temps(lake.root / ASSET)
     before = shift_sessions(settings.calendar, days[0], -1)
     previous = lake.read_days(ASSET, [before]) if lake.exists(ASSET, before) else None
     findings = soft_findings(result.bars, previous, settings.validation)

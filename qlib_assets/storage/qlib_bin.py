@@ -42,7 +42,7 @@ from filelock import FileLock
 from qlib_assets.calendar import sessions
 from qlib_assets.gc_pause import gc_paused
 from qlib_assets.market.schema import FIELD_COLUMNS, canonical
-from qlib_assets.storage.atomic import write_bytes_atomic
+from qlib_assets.storage.atomic import remove_stale_temps, write_bytes_atomic
 from qlib_assets.storage.qlib_append import Appends, plan_appends, write_appends
 from qlib_assets.storage.qlib_journal import Journal, UndoRegion
 from qlib_assets.storage.qlib_layout import (
@@ -241,6 +241,8 @@ class QlibProviderWriter:
             yield
 
     def _recover(self) -> bool:
+        for folder in {calendar_path(self.root).parent, instruments_path(self.root).parent}:
+            remove_stale_temps(folder)
         staging = self.root / _STAGING
         if staging.exists():
             shutil.rmtree(staging)

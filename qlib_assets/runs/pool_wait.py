@@ -22,8 +22,8 @@ _LONGEST_SLEEP = 1.0
 def _interval_to_next_pending_claim_check(self: InstanceConcurrencyContext) -> float:
     if pop_captured_interrupt():
         raise DagsterExecutionInterruptedError("interrupted while waiting for a pool slot")
-    timeouts = self._pending_timeouts  # noqa: SLF001
-    if not self._pending_claims or not timeouts:  # noqa: SLF001
+    timeouts = self._pending_timeouts
+    if not self._pending_claims or not timeouts:
         return 0.0
     now = time.time()
     return min(_LONGEST_SLEEP, max(0.0, min(ready - now for ready in timeouts.values())))

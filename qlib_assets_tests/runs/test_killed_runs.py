@@ -62,9 +62,7 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, b
     """The lake and provider of an uninterrupted run."""
     settings = _home(tmp_path_factory.mktemp("reference"))
     with dg.instance_for_test() as instance:
-        assert materialize_range(
-            build_definitions(settings), instance, ASSETS, START, END
-        ).success
+        assert materialize_range(build_definitions(settings), instance, ASSETS, START, END).success
     return {"lake": _tree(settings.lake_dir), "provider": _tree(settings.qlib_data_dir)}
 
 
@@ -83,6 +81,7 @@ def _check_recovery(settings: Settings, reference: dict[str, dict[str, bytes]]) 
     assert materialized == {p.stem for p in (settings.lake_dir / "raw_bars").glob("*.parquet")}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("point", ["features_written"])
 def test_killed_inside_the_journal_then_next_run_completes(
     tmp_path: Path, reference: dict[str, dict[str, bytes]], point: str

@@ -6,6 +6,7 @@ from qlib_assets.calendar import trading_days_partitions
 from qlib_assets.defs.automation import build_automation_defs
 from qlib_assets.defs.evaluation import build_evaluation_defs
 from qlib_assets.defs.features import build_feature_defs
+from qlib_assets.defs.landing import build_landing_defs
 from qlib_assets.defs.market import build_market_defs
 from qlib_assets.defs.models import build_model_defs
 from qlib_assets.defs.monitoring import build_monitoring_defs
@@ -22,6 +23,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     trading_days = trading_days_partitions(settings.calendar, settings.start_date)
     return dg.Definitions.merge(
         build_market_defs(settings, trading_days),
+        build_landing_defs(settings, trading_days),
         build_qlib_data_defs(settings, trading_days),
         build_feature_defs(settings, trading_days),
         build_model_defs(settings),

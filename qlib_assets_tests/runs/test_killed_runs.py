@@ -13,7 +13,7 @@ from qlib_assets.defs.build import build_definitions
 from qlib_assets.instance import embedded_instance
 from qlib_assets.market.generator import MarketSpec, generate_market, write_landing
 from qlib_assets.orchestration import materialize_range
-from qlib_assets.settings import Settings
+from qlib_assets.settings import LandingSettings, Settings
 from qlib_assets.storage.qlib_bin import LOCK_NAME
 from qlib_assets.storage.qlib_journal import JOURNAL_DIR
 
@@ -23,7 +23,9 @@ ASSETS = ["raw_bars", "qlib_dataset"]
 
 
 def _home(root: Path) -> Settings:
-    settings = Settings(home=root, start_date=date(2024, 1, 2))
+    settings = Settings(
+        home=root, start_date=date(2024, 1, 2), landing=LandingSettings(settle_seconds=0)
+    )
     settings.ensure_dirs()
     market = generate_market(
         MarketSpec(instruments=6, start=date(2024, 1, 2), end=date(2024, 1, 12), seed=5)
@@ -46,6 +48,7 @@ def _kill_run(settings: Settings, point: str) -> int:
         "PYTHONPATH": str(REPO),
         "QLIB_ASSETS_HOME": str(settings.root),
         "QLIB_ASSETS_START_DATE": settings.start_date.isoformat(),
+        "QLIB_ASSETS_LANDING__SETTLE_SECONDS": "0",
     }
     child = subprocess.run(
         [sys.executable, "-m", "qlib_assets_tests.runs.kill_child", point, START, END],

@@ -31,8 +31,8 @@ class PlannedRun:
 class LandingPlan:
     runs: list[PlannedRun]
     touched_sessions: list[str]
-    # Files no session run will read: unreadable, symbolic links, or holding no partition and
-    # some day the exchange never traded (a Saturday, a date past the calendar). A run of
+    # Files no session run will read: unreadable, symbolic links, without a readable date, or
+    # holding no partition and some day the exchange never traded (a Saturday, a date past the calendar). A run of
     # ``landing_rejections`` quarantines them.
     rejectable: list[str]
     rejection_key: str | None
@@ -132,7 +132,7 @@ def rejectable_files(
 
 
 def _rejectable(entry: LandingEntry, position: Mapping[str, int], calendar: str) -> bool:
-    if entry.error is not None or entry.sha256.startswith("symlink:"):
+    if entry.error is not None or entry.sha256.startswith("symlink:") or not entry.dates:
         return True
     if any(day in position for day in entry.dates):
         return False

@@ -74,6 +74,9 @@ def build_landing_defs(settings: Settings, partitions: dg.PartitionsDefinition) 
                 tags={
                     "dagster/asset_partition_range_start": run.start,
                     "dagster/asset_partition_range_end": run.end,
+                    # A killed step process fails its step, which dagster.yaml's run_retries
+                    # alone would not retry; an ingest run is safe to redo.
+                    "dagster/retry_on_asset_or_op_failure": "true",
                     "qlib_assets/landing_files": ",".join(run.files)[:1000],
                 },
             )

@@ -32,8 +32,8 @@ class LandingPlan:
     runs: list[PlannedRun]
     touched_sessions: list[str]
     # Files no session run will read: unreadable, symbolic links, without a readable date, or
-    # holding no partition and some day the exchange never traded (a Saturday, a date past the calendar). A run of
-    # ``landing_rejections`` quarantines them.
+    # holding no partition and some day the exchange never traded (a Saturday, a date past the
+    # calendar). A run of ``landing_rejections`` quarantines them.
     rejectable: list[str]
     rejection_key: str | None
     cursor: dict[str, Any]

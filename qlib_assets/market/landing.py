@@ -172,9 +172,12 @@ def quarantine(path: Path, violations: list[Violation], quarantine_dir: Path) ->
         "quarantined_at": stamp,
         "violations": [v.as_json() for v in violations],
     }
-    write_bytes_atomic(
-        target.with_name(target.name + ".reason.json"), json.dumps(reason, indent=2).encode()
-    )
+    reason_path = target.with_name(target.name + ".reason.json")
+    write_bytes_atomic(reason_path, json.dumps(reason, indent=2).encode())
     quarantine_dir.mkdir(parents=True, exist_ok=True)
-    os.replace(path, target)
+    try:
+        os.replace(path, target)
+    except FileNotFoundError:
+        # Another run (landing_rejections beside a session run) quarantined it first.
+        reason_path.unlink(missing_ok=True)
     return target

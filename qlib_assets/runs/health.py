@@ -86,13 +86,13 @@ def free_finished_run_slots(instance: dg.DagsterInstance) -> list[str]:
     holders = storage.get_concurrency_run_ids()
     if not holders:
         return []
-    running = {r.run_id for r in instance.get_runs(RunsFilter(run_ids=list(holders)))}
+    recorded = {r.run_id for r in instance.get_runs(RunsFilter(run_ids=list(holders)))}
     live = {
         r.run_id
         for r in instance.get_runs(RunsFilter(run_ids=list(holders), statuses=_IN_PROGRESS))
     }
     # A holder with no run record at all (deleted run) holds its slots just as uselessly.
-    stale = sorted((set(holders) - running) | (running - live))
+    stale = sorted((set(holders) - recorded) | (recorded - live))
     for run_id in stale:
         storage.free_concurrency_slots_for_run(run_id)
     return stale

@@ -64,5 +64,19 @@ def prepare_dagster_home(settings: Settings) -> Path:
 
 
 def embedded_instance(settings: Settings) -> dg.DagsterInstance:
+    """The instance, after failing the runs whose worker died and freeing their pool slots.
+
+    The CLI's in-process runs have no daemon to notice a killed predecessor; without this, a
+    run killed while it held the ``qlib_provider`` slot would make every later one wait forever.
+    """
+    from qlib_assets.runs.health import describe, recover_dead_runs
+    from qlib_assets.storage.atomic import remove_stale_temps
+    from qlib_assets.terminal import console
+
     prepare_dagster_home(settings)
-    return dg.DagsterInstance.get()
+    instance = dg.DagsterInstance.get()
+    for line in describe(recover_dead_runs(instance)):
+        console.print(f"[yellow]recovered[/yellow] {line}")
+    for path in remove_stale_temps(settings.lake_dir):
+        console.print(f"[yellow]removed[/yellow] {path}, left by a killed writer")
+    return instance

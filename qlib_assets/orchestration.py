@@ -1,8 +1,14 @@
 """Materializing selections of the asset graph through Dagster, as the UI would."""
 
+import os
 from collections.abc import Sequence
 
 import dagster as dg
+
+from qlib_assets.runs.health import pid_tags
+from qlib_assets.runs.pool_wait import install_pool_wait_fix
+
+install_pool_wait_fix()
 
 RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
@@ -26,7 +32,7 @@ def materialize_range(
     return job.execute_in_process(
         instance=instance,
         asset_selection=[dg.AssetKey(name) for name in assets],
-        tags={RANGE_START_TAG: start, RANGE_END_TAG: end},
+        tags={RANGE_START_TAG: start, RANGE_END_TAG: end, **pid_tags(os.getpid())},
         raise_on_error=raise_on_error,
         run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
     )
@@ -46,6 +52,7 @@ def materialize_partition(
         instance=instance,
         asset_selection=[dg.AssetKey(asset)],
         partition_key=partition_key,
+        tags=pid_tags(os.getpid()),
         run_config={
             **(run_config or {}),
             "loggers": {"console": {"config": {"log_level": log_level}}},

@@ -43,6 +43,21 @@ class ValidationSettings(BaseModel):
     )
 
 
+class LandingSettings(BaseModel):
+    """When a landing file counts as delivered."""
+
+    settle_seconds: float = Field(
+        5.0,
+        description="A file is ingested once unchanged (size, modification and status-change "
+        "time) for this long; a file still being written is left alone until then.",
+    )
+    completion_marker: str | None = Field(
+        None,
+        description="If set, e.g. '.done': a file is ingested only once '<its name><marker>' "
+        "exists beside it (for writers that signal completion).",
+    )
+
+
 class MonitoringSettings(BaseModel):
     """Drift and decay thresholds, and the retraining cool-down."""
 
@@ -108,6 +123,7 @@ class Settings(BaseSettings):
         description="Landing column name -> canonical column name, e.g. {'code': 'instrument'}.",
     )
     validation: ValidationSettings = Field(default_factory=ValidationSettings)
+    landing: LandingSettings = Field(default_factory=LandingSettings)
     monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
     automation: AutomationSettings = Field(default_factory=AutomationSettings)
     indicator_params: dict[str, Any] = Field(

@@ -7,7 +7,7 @@ import polars as pl
 import pytest
 
 from qlib_assets.market.generator import Market, MarketSpec, generate_market
-from qlib_assets.settings import Settings
+from qlib_assets.settings import LandingSettings, Settings
 
 SMALL_START = date(2024, 1, 2)
 SMALL_END = date(2024, 4, 30)
@@ -21,7 +21,12 @@ def small_market() -> Market:
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    home = Settings(home=tmp_path / "home", start_date=date(2021, 1, 4))
+    # Test files are written whole before they are read: no settle time.
+    home = Settings(
+        home=tmp_path / "home",
+        start_date=date(2021, 1, 4),
+        landing=LandingSettings(settle_seconds=0),
+    )
     home.ensure_dirs()
     return home
 

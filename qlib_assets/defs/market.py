@@ -1,4 +1,4 @@
-"""Market-data assets: observed landing files, validated raw bars, the landing sensor."""
+"""Market-data assets: observed landing files, validated raw bars."""
 
 import json
 from collections.abc import Iterator
@@ -14,8 +14,7 @@ from qlib_assets.defs.daily import (
     session_files_metadata,
 )
 from qlib_assets.market.landing import session_versions
-from qlib_assets.market.raw_bars import build_raw_bars, landing_catalog, quarantine_unreadable
-from qlib_assets.market.sensor_plan import plan_landing_runs
+from qlib_assets.market.raw_bars import build_raw_bars, landing_catalog
 from qlib_assets.settings import Settings
 
 GROUP = "market_data"
@@ -85,6 +84,7 @@ def build_market_defs(settings: Settings, partitions: dg.PartitionsDefinition) -
                 "rows": report.rows,
                 "instruments": report.instruments,
                 "landing_files": len(report.landing_files),
+                "rejected_files": len(report.rejected),
                 "path": lake.folder("raw_bars"),
             },
         )
@@ -107,51 +107,4 @@ def build_market_defs(settings: Settings, partitions: dg.PartitionsDefinition) -
             metadata={"drops": dg.MetadataValue.json(drops) if drops else "none"},
         )
 
-    @dg.sensor(
-        name="landing_sensor",
-        asset_selection=dg.AssetSelection.assets(
-            raw_bars, "qlib_dataset", "indicators", "alpha158"
-        ),
-        minimum_interval_seconds=30,
-        default_status=dg.DefaultSensorStatus.RUNNING,
-        description="Requests raw_bars, qlib_dataset and the features for sessions touched by "
-        "new or changed landing files; an identical file delivered again requests nothing. "
-        "labels follow by their automation condition, two sessions later.",
-    )
-    def landing_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
-        cursor = json.loads(context.cursor) if context.cursor else {}
-        entries = landing_catalog(settings).scan()
-        plan = plan_landing_runs(entries, cursor, partitions.get_partition_keys())
-        for problem in plan.problems:
-            context.log.warning(problem)
-        for rel in plan.unreadable:
-            moved = quarantine_unreadable(settings, rel, entries[rel].error or "unreadable")
-            context.log.warning(f"{rel} is unreadable and was quarantined as {moved}")
-        versions = session_versions(entries)
-        observations = [
-            dg.AssetObservation(
-                asset_key="landing_files",
-                partition=day,
-                tags={"dagster/data_version": versions[day]},
-            )
-            for day in plan.touched_sessions
-        ]
-        requests = [
-            dg.RunRequest(
-                run_key=run.run_key,
-                tags={
-                    "dagster/asset_partition_range_start": run.start,
-                    "dagster/asset_partition_range_end": run.end,
-                    "qlib_assets/landing_files": ",".join(run.files)[:1000],
-                },
-            )
-            for run in plan.runs
-        ]
-        return dg.SensorResult(
-            run_requests=requests,
-            asset_events=observations,
-            cursor=json.dumps(plan.cursor, sort_keys=True),
-            skip_reason=None if requests else "no new or changed landing files",
-        )
-
-    return dg.Definitions(assets=[landing_files, raw_bars], sensors=[landing_sensor])
+    return dg.Definitions(assets=[landing_files, raw_bars])

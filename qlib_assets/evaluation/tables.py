@@ -15,6 +15,7 @@ from qlib_assets.market.raw_bars import read_raw_bars
 from qlib_assets.online.tables import read_predictions
 from qlib_assets.settings import Settings
 from qlib_assets.storage.lake import Lake
+from qlib_assets.storage.provider_read import committed_provider
 
 ROLLING_WINDOW = 20
 PLOT_SESSIONS = 120
@@ -71,7 +72,8 @@ def build_backtest(
     bar_days = [d for d in lake.days("raw_bars") if before <= d]
     bars = read_raw_bars(settings, bar_days)
     plot = settings.root / "reports" / "backtest" / f"{days[0]}_{days[-1]}.png"
-    return run_backtest(signal, settings.qlib_data_dir, bars, config, plot_path=plot)
+    with committed_provider(settings.qlib_data_dir):
+        return run_backtest(signal, settings.qlib_data_dir, bars, config, plot_path=plot)
 
 
 def log_backtest(settings: Settings, report: BacktestReport, tags: dict[str, str]) -> str:

@@ -17,6 +17,7 @@ from pathlib import Path
 import polars as pl
 
 from qlib_assets.features.expressions import compute_expressions, lookback, to_session_panel
+from qlib_assets.storage.provider_read import committed_provider
 
 DEFAULT_LABEL = "Ref($close, -2) / Ref($close, -1) - 1"
 LABEL_COLUMN = "label"
@@ -141,9 +142,10 @@ def qlib_features(
     instruments = sorted(bars.get_column("instrument").unique().to_list())
     start = bars.get_column("date").min()
     end = bars.get_column("date").max()
-    frame = D.features(
-        instruments, list(expressions.values()), start_time=str(start), end_time=str(end)
-    )
+    with committed_provider(provider_uri):
+        frame = D.features(
+            instruments, list(expressions.values()), start_time=str(start), end_time=str(end)
+        )
     frame.columns = list(expressions)
     result = pl.from_pandas(frame.reset_index())
     return (

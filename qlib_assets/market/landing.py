@@ -3,6 +3,7 @@
 import hashlib
 import json
 import os
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime
@@ -15,7 +16,11 @@ from qlib_assets.storage.atomic import sha256_file, write_bytes_atomic
 
 @dataclass(frozen=True)
 class LandingEntry:
-    """One landing file as last seen. ``error`` is set when its dates could not be read."""
+    """One landing file as last seen. ``error`` is set when its dates could not be read.
+
+    A file that is not ``settled`` may still be being written: it has no hash or dates yet and
+    nothing reads it.
+    """
 
     path: str
     size: int
@@ -23,6 +28,11 @@ class LandingEntry:
     sha256: str
     dates: tuple[str, ...]
     error: str | None = None
+    settled: bool = True
+
+    @property
+    def usable(self) -> bool:
+        return self.settled and self.error is None
 
 
 class LandingCatalog:
@@ -33,14 +43,25 @@ class LandingCatalog:
 
     The cache file is only a cache: its content follows from the files, so two writers racing
     on it cannot disagree.
+
+    A file is read only once it has settled: unchanged (modification and status-change times)
+    for ``settle_seconds``, and, when ``completion_marker`` is set, with the marker file
+    ``<name><completion_marker>`` beside it. A half-written file is therefore never ingested.
     """
 
     def __init__(
-        self, landing_dir: Path, cache_path: Path, aliases: Mapping[str, str] | None = None
+        self,
+        landing_dir: Path,
+        cache_path: Path,
+        aliases: Mapping[str, str] | None = None,
+        settle_seconds: float = 0.0,
+        completion_marker: str | None = None,
     ) -> None:
         self.landing_dir = landing_dir
         self.cache_path = cache_path
         self.aliases = dict(aliases or {})
+        self.settle_seconds = settle_seconds
+        self.completion_marker = completion_marker
 
     def _load_cache(self) -> dict[str, LandingEntry]:
         if not self.cache_path.is_file():
@@ -51,8 +72,16 @@ class LandingCatalog:
             return {}
         return {k: LandingEntry(**{**v, "dates": tuple(v["dates"])}) for k, v in raw.items()}
 
-    def scan(self) -> dict[str, LandingEntry]:
+    def _settled(self, path: Path, stat: os.stat_result, now: float) -> bool:
+        marker = self.completion_marker
+        if marker and not path.with_name(path.name + marker).exists():
+            return False
+        changed = max(stat.st_mtime_ns, stat.st_ctime_ns) / 1e9
+        return now - changed >= self.settle_seconds
+
+    def scan(self, now: float | None = None) -> dict[str, LandingEntry]:
         """Every landing file keyed by its path relative to the landing folder."""
+        now = time.time() if now is None else now
         cached = self._load_cache()
         entries: dict[str, LandingEntry] = {}
         if self.landing_dir.is_dir():
@@ -63,7 +92,12 @@ class LandingCatalog:
                 if any(part.startswith(("_", ".")) for part in rel_path.parts[:-1]):
                     continue
                 rel = rel_path.as_posix()
-                stat = path.stat()
+                stat = path.lstat()
+                if not self._settled(path, stat, now):
+                    entries[rel] = LandingEntry(
+                        rel, stat.st_size, stat.st_mtime_ns, "", (), None, settled=False
+                    )
+                    continue
                 previous = cached.get(rel)
                 if (
                     previous is not None
@@ -73,35 +107,52 @@ class LandingCatalog:
                     entries[rel] = previous
                     continue
                 entries[rel] = self._entry(path, rel, stat)
-        if entries != cached:
-            payload = {k: asdict(v) for k, v in entries.items()}
+        settled = {k: v for k, v in entries.items() if v.settled}
+        if settled != cached:
+            payload = {k: asdict(v) for k, v in settled.items()}
             write_bytes_atomic(self.cache_path, json.dumps(payload, sort_keys=True).encode())
         return entries
 
     def _entry(self, path: Path, rel: str, stat: os.stat_result) -> LandingEntry:
-        digest = sha256_file(path)
+        """Hash and dates of one file; any failure to read it is recorded, never raised."""
         try:
+            digest = f"symlink:{os.readlink(path)}" if path.is_symlink() else sha256_file(path)
             dates = tuple(read_landing_dates(path, self.aliases))
             error = None
         except LandingFileError as exc:
             dates, error = (), str(exc)
+        except Exception as exc:  # any reader failure rejects this file alone
+            dates, error = (), f"{path}: rule 'unreadable': {type(exc).__name__}: {exc}"
         return LandingEntry(rel, stat.st_size, stat.st_mtime_ns, digest, dates, error)
 
     def files_for(self, entries: Mapping[str, LandingEntry], days: Iterable[date]) -> list[Path]:
+        """The usable files holding any of ``days``, one per distinct content."""
         wanted = {d.isoformat() for d in days}
         return [
             self.landing_dir / rel
-            for rel, entry in sorted(entries.items())
+            for rel, entry in distinct_entries(entries).items()
             if wanted.intersection(entry.dates)
         ]
 
 
+def distinct_entries(entries: Mapping[str, LandingEntry]) -> dict[str, LandingEntry]:
+    """Usable entries, a byte-identical copy of an earlier (by path) one left out."""
+    seen: set[str] = set()
+    kept: dict[str, LandingEntry] = {}
+    for rel, entry in sorted(entries.items()):
+        if entry.usable and entry.sha256 not in seen:
+            seen.add(entry.sha256)
+            kept[rel] = entry
+    return kept
+
+
 def session_versions(entries: Mapping[str, LandingEntry]) -> dict[str, str]:
-    """Data version per session: a digest of the content hashes of the files that hold it."""
-    by_day: dict[str, list[str]] = {}
-    for entry in entries.values():
+    """Data version per session: a digest of the distinct content hashes of the usable files
+    that hold it, so a copy under a new name changes nothing."""
+    by_day: dict[str, set[str]] = {}
+    for entry in distinct_entries(entries).values():
         for day in entry.dates:
-            by_day.setdefault(day, []).append(entry.sha256)
+            by_day.setdefault(day, set()).add(entry.sha256)
     return {
         day: hashlib.sha256("\n".join(sorted(hashes)).encode()).hexdigest()[:32]
         for day, hashes in sorted(by_day.items())
@@ -121,9 +172,12 @@ def quarantine(path: Path, violations: list[Violation], quarantine_dir: Path) ->
         "quarantined_at": stamp,
         "violations": [v.as_json() for v in violations],
     }
-    write_bytes_atomic(
-        target.with_name(target.name + ".reason.json"), json.dumps(reason, indent=2).encode()
-    )
+    reason_path = target.with_name(target.name + ".reason.json")
+    write_bytes_atomic(reason_path, json.dumps(reason, indent=2).encode())
     quarantine_dir.mkdir(parents=True, exist_ok=True)
-    os.replace(path, target)
+    try:
+        os.replace(path, target)
+    except FileNotFoundError:
+        # Another run (landing_rejections beside a session run) quarantined it first.
+        reason_path.unlink(missing_ok=True)
     return target

@@ -1,23 +1,28 @@
 """The raw_bars computation: landing files of a session range -> one Parquet per session."""
 
+import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
 import polars as pl
 
 from qlib_assets.calendar import sessions, shift_sessions
-from qlib_assets.market.errors import Violation
-from qlib_assets.market.ingest import load_sessions
+from qlib_assets.market.errors import LandingFileError
+from qlib_assets.market.ingest import load_sessions, read_validated
 from qlib_assets.market.landing import LandingCatalog, quarantine
+from qlib_assets.market.sensor_plan import rejectable_files
 from qlib_assets.market.validation import SoftFindings, soft_findings
 from qlib_assets.settings import Settings
-from qlib_assets.storage.atomic import write_parquet_atomic
+from qlib_assets.storage.atomic import remove_stale_temps, write_bytes_atomic, write_parquet_atomic
 from qlib_assets.storage.lake import Lake
 
 ASSET = "raw_bars"
 SPANS = "raw_bars_spans"
+# Landing data version of every session as raw_bars last ingested it; the landing sensor
+# requests the sessions whose files now say otherwise.
+INGESTED = "raw_bars_landing.json"
 
 
 @dataclass
@@ -27,11 +32,16 @@ class RawBarsReport:
     hashes: dict[date, str]
     landing_files: dict[str, str]
     findings: SoftFindings
+    rejected: list[str] = field(default_factory=list)
 
 
 def landing_catalog(settings: Settings) -> LandingCatalog:
     return LandingCatalog(
-        settings.landing_dir, settings.root / "landing_index.json", settings.column_aliases
+        settings.landing_dir,
+        settings.root / "landing_index.json",
+        settings.column_aliases,
+        settle_seconds=settings.landing.settle_seconds,
+        completion_marker=settings.landing.completion_marker,
     )
 
 
@@ -41,11 +51,10 @@ def build_raw_bars(settings: Settings, days: Sequence[date]) -> RawBarsReport:
     Nothing is written unless every file validates and every session has rows.
     """
     days = sorted(days)
-    valid = sessions(settings.calendar, days[0], days[-1])
     result = load_sessions(
         landing_catalog(settings),
         days,
-        valid,
+        settings.calendar,
         settings.validation,
         settings.quarantine_dir,
         settings.column_aliases,
@@ -58,28 +67,55 @@ def build_raw_bars(settings: Settings, days: Sequence[date]) -> RawBarsReport:
             + (f" and {more} more" if more > 0 else "")
         )
     lake = Lake(settings.lake_dir)
+    remove_stale_temps(lake.root / ASSET)
     before = shift_sessions(settings.calendar, days[0], -1)
     previous = lake.read_days(ASSET, [before]) if lake.exists(ASSET, before) else None
     findings = soft_findings(result.bars, previous, settings.validation)
     hashes = lake.write_days(ASSET, result.bars, days)
     _update_spans(lake, result.bars)
+    _record_ingested(lake, result.versions)
     return RawBarsReport(
         rows=result.bars.height,
         instruments=result.bars.get_column("instrument").n_unique(),
         hashes=hashes,
         landing_files=result.files,
         findings=findings,
+        rejected=[str(e) for e in result.rejected],
     )
+
+
+def ingested_versions(settings: Settings) -> dict[str, str]:
+    """Session -> landing data version raw_bars was last built from (empty: nothing yet)."""
+    path = settings.lake_dir / "_meta" / INGESTED
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _record_ingested(lake: Lake, versions: dict[str, str]) -> None:
+    path = lake.root / "_meta" / INGESTED
+    known = json.loads(path.read_text()) if path.is_file() else {}
+    known.update(versions)
+    write_bytes_atomic(path, json.dumps(known, sort_keys=True).encode())
 
 
 def read_raw_bars(settings: Settings, days: Sequence[date]) -> pl.DataFrame:
     return Lake(settings.lake_dir).read_days(ASSET, days)
 
 
-def quarantine_unreadable(settings: Settings, rel: str, error: str) -> Path:
-    """Quarantine a landing file whose sessions cannot even be read from it."""
-    path = settings.landing_dir / rel
-    return quarantine(path, [Violation(str(path), "unreadable", error)], settings.quarantine_dir)
+def reject_unplaceable(settings: Settings, partition_keys: Sequence[str]) -> list[Path]:
+    """Validate and quarantine the landing files no session run reads (see
+    ``sensor_plan.rejectable_files``): unreadable ones, symbolic links, files of days the
+    exchange never traded. Returns where they went."""
+    catalog = landing_catalog(settings)
+    entries = catalog.scan()
+    calendar_days = sessions(settings.calendar, date(1990, 1, 1), date(2200, 1, 1))
+    moved = []
+    for rel in rejectable_files(entries, partition_keys, settings.calendar):
+        path = settings.landing_dir / rel
+        try:
+            read_validated(path, calendar_days, settings.validation, settings.column_aliases)
+        except LandingFileError as exc:
+            moved.append(quarantine(path, exc.violations, settings.quarantine_dir))
+    return moved
 
 
 def read_raw_bars_window(

@@ -9,10 +9,11 @@ from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 
 from qlib_assets.market.errors import LandingFileError, Violation
-from qlib_assets.market.readers import date_in_name
+from qlib_assets.market.readers import date_in_name, parse_dates
 from qlib_assets.market.schema import (
     FIELD_COLUMNS,
     PRICE_COLUMNS,
@@ -35,11 +36,17 @@ HARD_RULES = (
     "date_not_session",
     "date_outside_partition",
     "malformed_instrument",
+    "non_finite_value",
+    "negative_amount",
+    "value_out_of_range",
+    "not_a_regular_file",
 )
 SOFT_RULES = ("price_jump", "coverage_drop")
 
 _MAX_REPORTED = 20
 _ROW = "__row"
+# The provider stores float32: a larger magnitude would be written as infinity.
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 @dataclass
@@ -65,17 +72,20 @@ def _violations(
 
 
 def _typed(path: Path, frame: pl.DataFrame) -> tuple[pl.DataFrame, list[Violation]]:
-    """Cast to canonical types; a value that does not cast is a 'mistyped_column' violation."""
+    """Cast to canonical types; a value that does not cast, or an empty cell, is a
+    'mistyped_column' violation."""
     targets: dict[str, pl.DataType] = {"instrument": pl.String(), "date": pl.Date()}
     targets.update({name: pl.Float64() for name in FIELD_COLUMNS if name in frame.columns})
     found: list[Violation] = []
     casts = []
     for name, dtype in targets.items():
         source = pl.col(name)
-        if name == "date" and frame.schema[name] in (pl.String(), pl.Utf8()):
-            converted = source.str.slice(0, 10).str.to_date("%Y-%m-%d", strict=False)
-        elif name == "date" and isinstance(frame.schema[name], pl.Datetime):
-            converted = source.dt.date()
+        kind = frame.schema[name]
+        if name == "date":
+            converted = parse_dates(source, kind)
+        elif kind == pl.String() and dtype != pl.String():
+            source = source.str.strip_chars().replace("", None)
+            converted = source.cast(dtype, strict=False)
         else:
             converted = source.cast(dtype, strict=False)
         bad = frame.filter(source.is_not_null() & converted.is_null()).head(_MAX_REPORTED)
@@ -90,13 +100,10 @@ def _typed(path: Path, frame: pl.DataFrame) -> tuple[pl.DataFrame, list[Violatio
             for r in bad.iter_rows(named=True)
         ]
         missing = frame.filter(source.is_null()).head(_MAX_REPORTED)
-        if name in ("instrument", "date", *PRICE_COLUMNS, "volume"):
-            found += [
-                Violation(
-                    str(path), "mistyped_column", f"column '{name}' is empty", row=int(r[_ROW])
-                )
-                for r in missing.iter_rows(named=True)
-            ]
+        found += [
+            Violation(str(path), "mistyped_column", f"column '{name}' is empty", row=int(r[_ROW]))
+            for r in missing.iter_rows(named=True)
+        ]
         casts.append(converted.alias(name))
     return frame.with_columns(casts), found
 
@@ -143,26 +150,18 @@ def validate_rows(
     frame, found = _typed(path, frame)
     if found:
         raise LandingFileError(path, found)
+    # Inputs first, so that a bad value is named in its own column and never reaches a
+    # derived one; then the derived columns, which can still overflow.
+    given = [c for c in FIELD_COLUMNS if c in frame.columns]
+    checks = _value_checks(given, settings)
+    for mask, rule, message, value_col in checks:
+        found += _violations(path, frame, mask, rule, message, value_col)
+    if found:
+        raise LandingFileError(path, found)
     frame = _derive(frame)
-
-    checks: list[tuple[pl.Expr, str, str, str | None]] = [
-        (
-            ~pl.col("instrument").str.contains(settings.instrument_pattern),
-            "malformed_instrument",
-            f"instrument code does not match {settings.instrument_pattern}",
-            "instrument",
-        ),
-    ]
-    for col in (*PRICE_COLUMNS, "vwap", "factor"):
-        checks.append((~pl.col(col).is_finite(), "non_finite_price", f"'{col}' is not finite", col))
-        checks.append((pl.col(col) <= 0, "non_positive_price", f"'{col}' is not positive", col))
+    derived = [c for c in FIELD_COLUMNS if c not in given]
+    checks = _value_checks(derived, settings, with_instrument=False)
     checks += [
-        (
-            ~pl.col("volume").is_finite() | (pl.col("volume") < 0),
-            "negative_volume",
-            "'volume' is negative or not finite",
-            "volume",
-        ),
         (
             pl.col("high") < pl.max_horizontal("open", "close"),
             "high_below_open_close",
@@ -192,6 +191,14 @@ def validate_rows(
         )
     )
     named_day = date_in_name(path)
+    if named_day is not None and _named_session(named_day) not in calendar_sessions:
+        found.append(
+            Violation(
+                name,
+                "date_not_session",
+                f"the file is named for {named_day}, which is not an exchange session",
+            )
+        )
     if named_day is not None:
         checks.append(
             (
@@ -206,6 +213,58 @@ def validate_rows(
     if found:
         raise LandingFileError(path, found)
     return ValidatedFile(path=path, bars=canonical(frame.drop(_ROW)))
+
+
+def _value_checks(
+    columns: list[str], settings: ValidationSettings, with_instrument: bool = True
+) -> list[tuple[pl.Expr, str, str, str | None]]:
+    """The per-value rules of ``columns`` (given or derived numeric fields)."""
+    checks: list[tuple[pl.Expr, str, str, str | None]] = []
+    if with_instrument:
+        checks.append(
+            (
+                ~pl.col("instrument").str.contains(settings.instrument_pattern),
+                "malformed_instrument",
+                f"instrument code does not match {settings.instrument_pattern}",
+                "instrument",
+            )
+        )
+    for col in columns:
+        if col in (*PRICE_COLUMNS, "vwap", "factor"):
+            checks.append(
+                (~pl.col(col).is_finite(), "non_finite_price", f"'{col}' is not finite", col)
+            )
+            checks.append((pl.col(col) <= 0, "non_positive_price", f"'{col}' is not positive", col))
+        elif col == "volume":
+            checks.append(
+                (
+                    ~pl.col("volume").is_finite() | (pl.col("volume") < 0),
+                    "negative_volume",
+                    "'volume' is negative or not finite",
+                    "volume",
+                )
+            )
+        else:
+            checks.append(
+                (~pl.col(col).is_finite(), "non_finite_value", f"'{col}' is not finite", col)
+            )
+            checks.append((pl.col(col) < 0, "negative_amount", f"'{col}' is negative", col))
+        checks.append(
+            (
+                pl.col(col).is_finite() & (pl.col(col).abs() > FLOAT32_MAX),
+                "value_out_of_range",
+                f"'{col}' exceeds the largest float32 the Qlib provider can store",
+                col,
+            )
+        )
+    return checks
+
+
+def _named_session(text: str) -> date | None:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        return None
 
 
 @dataclass

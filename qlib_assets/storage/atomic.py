@@ -2,21 +2,31 @@
 
 import hashlib
 import os
+import re
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import polars as pl
+import psutil
 
 _CHUNK = 1 << 20
+# ".<target name>.<writer pid>.<random>.tmp": the pid tells a dead writer's leftover from a
+# file another process is writing right now.
+_TEMP = re.compile(r"^\..+\.(?P<pid>\d+)\.[^.]+\.tmp$")
+# Temps without a pid (an older version's) are left alone while they may still be written.
+_ANONYMOUS_TEMP_AGE = 3600.0
 
 
 @contextmanager
 def atomic_path(target: Path) -> Iterator[Path]:
     """Yield a temp path beside ``target``; on success it replaces ``target`` in one rename."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    fd, tmp_name = tempfile.mkstemp(
+        prefix=f".{target.name}.{os.getpid()}.", suffix=".tmp", dir=target.parent
+    )
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -55,3 +65,24 @@ def sha256_file(path: Path) -> str:
         while chunk := handle.read(_CHUNK):
             hasher.update(chunk)
     return hasher.hexdigest()
+
+
+def remove_stale_temps(root: Path) -> list[Path]:
+    """Delete the temp files under ``root`` that killed writers left behind; return them.
+
+    A temp whose writer process is still alive is kept: it is being written.
+    """
+    removed: list[Path] = []
+    if not root.is_dir():
+        return removed
+    now = time.time()
+    for path in root.rglob(".*.tmp"):
+        match = _TEMP.match(path.name)
+        if match is not None:
+            stale = not psutil.pid_exists(int(match["pid"]))
+        else:
+            stale = now - path.stat().st_mtime > _ANONYMOUS_TEMP_AGE
+        if stale and path.is_file():
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed

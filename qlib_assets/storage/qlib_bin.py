@@ -15,10 +15,11 @@ Our own writer, not Qlib's ``dump_bin`` scripts. Invariants after every committe
 Commit protocol: one writer at a time (a file lock). A sync first records a rollback journal
 (see :mod:`qlib_journal`), then writes feature files in place (appending, overwriting a range,
 truncating or creating), then replaces ``all.txt`` and last ``day.txt`` atomically, then deletes
-the journal, which is the commit point. Readers keep seeing the old calendar until ``day.txt`` is
-replaced, so appended sessions appear all at once; rewritten ranges are not isolated from a
-reader that reads during the write. Any exception rolls the write back at once; a killed process
-leaves the journal, which the next writer (or :meth:`QlibProviderWriter.recover`) rolls back.
+the journal, which is the commit point. The writer holds the readers' lock exclusively while it
+writes, so a reader through :func:`provider_read.committed_provider` sees the provider before or
+after a write, never during one (see :mod:`provider_read`). Any exception rolls the write back
+at once; a killed process leaves the journal, which the next writer, the next reader through
+``committed_provider`` (or :meth:`QlibProviderWriter.recover`) rolls back.
 Files are not fsynced, so the guarantee covers process crashes, not power loss.
 
 Sessions before the provider's first session would shift every calendar index: :meth:`sync`
@@ -42,7 +43,8 @@ from filelock import FileLock
 from qlib_assets.calendar import sessions
 from qlib_assets.gc_pause import gc_paused
 from qlib_assets.market.schema import FIELD_COLUMNS, canonical
-from qlib_assets.storage.atomic import write_bytes_atomic
+from qlib_assets.storage.atomic import remove_stale_temps, write_bytes_atomic
+from qlib_assets.storage.provider_read import writing_excludes_readers
 from qlib_assets.storage.qlib_append import Appends, plan_appends, write_appends
 from qlib_assets.storage.qlib_journal import Journal, UndoRegion
 from qlib_assets.storage.qlib_layout import (
@@ -136,7 +138,7 @@ class QlibProviderWriter:
 
     def recover(self) -> bool:
         """Roll back a write that was interrupted; True when there was one."""
-        with self._lock():
+        with self._lock(), writing_excludes_readers(self.root):
             return self._recover()
 
     def sync(self, bars: pl.DataFrame, days: Iterable[date]) -> SyncResult:
@@ -237,10 +239,12 @@ class QlibProviderWriter:
         collections they set off would sweep the caller's whole heap in the middle of the write
         (seen: a 196 ms full collection inside a 270 ms append) while other writers wait.
         """
-        with self._lock(), gc_paused():
+        with self._lock(), writing_excludes_readers(self.root), gc_paused():
             yield
 
     def _recover(self) -> bool:
+        for folder in {calendar_path(self.root).parent, instruments_path(self.root).parent}:
+            remove_stale_temps(folder)
         staging = self.root / _STAGING
         if staging.exists():
             shutil.rmtree(staging)

@@ -152,6 +152,12 @@ def apply_gates(settings: Settings, report: GateReport, actor: str = ACTOR) -> A
     registry.client.set_model_version_tag(
         report.spec, report.version, "gate.failed", ",".join(report.failed) or "none"
     )
+    deterministic = report.result("deterministic").evidence
+    for key in ("sample_sha256", "scores_digest"):
+        if key in deterministic:
+            registry.client.set_model_version_tag(
+                report.spec, report.version, f"gate.{key}", deterministic[key]
+            )
     target = "validated" if report.passed else "rejected"
     return registry.transition(
         report.spec, report.version, target, actor, report.summary(), report.evidence()

@@ -16,7 +16,14 @@ from datetime import date
 
 import polars as pl
 
-from qlib_assets.lifecycle.champion import ServedBy, fallback_versions, serving_plan
+from qlib_assets.lifecycle.champion import (
+    CHALLENGER,
+    ServedBy,
+    alias_timeline,
+    assignment_on,
+    fallback_versions,
+    serving_plan,
+)
 from qlib_assets.lifecycle.promotion import record_decision
 from qlib_assets.lifecycle.registry_access import registry_of
 from qlib_assets.lifecycle.sample import load_on_cpu
@@ -217,3 +224,55 @@ def serve_predictions(
 
 def production_exists(settings: Settings, spec: ModelSpec) -> bool:
     return bool(registry_of(settings).search(spec=spec.name, state="production"))
+
+
+def shadow_asset(spec_name: str) -> str:
+    return f"shadow_predictions_{spec_name}"
+
+
+def serve_shadow(
+    settings: Settings, spec: ModelSpec, days: Sequence[date], loader: VersionLoader | None = None
+) -> ServedPredictions:
+    """The challenger's scores of ``days`` (the ``challenger`` timeline; no fallback: a shadow
+    that cannot score is only a warning). Kept apart from the served predictions and the signal.
+    """
+    load = loader or (lambda v: load_on_cpu(settings.mlflow_uri, spec.name, v))
+    timeline = alias_timeline(settings, spec.name, CHALLENGER)
+    plan: dict[date, ServedBy] = {}
+    groups: dict[str, list[date]] = {}
+    for day in sorted(set(days)):
+        held = assignment_on(timeline, day)
+        if held is None or held.version is None:
+            plan[day] = ServedBy(None, "none", "no challenger")
+        else:
+            plan[day] = ServedBy(
+                held.version, "promotion", f"challenger from {held.effective_from}"
+            )
+            groups.setdefault(held.version, []).append(day)
+    features = served_features(settings, spec, [d for g in groups.values() for d in g])
+    parts, used, skipped, warnings = [], {}, {}, []
+    for day, served in plan.items():
+        if served.version is None:
+            skipped[day] = served.reason
+    for version, group in groups.items():
+        rows = features.filter(pl.col("date").is_in(pl.Series(group, dtype=pl.Date).implode()))
+        try:
+            scored = score_rows(load(version), rows, f"{spec.name} v{version}")
+        except Exception as exc:
+            warnings.append(f"challenger v{version} cannot score: {_error(exc)}")
+            skipped.update(dict.fromkeys(group, f"challenger v{version} failed: {_error(exc)}"))
+            continue
+        parts.append(scored.with_columns(pl.lit(version, pl.String).alias(VERSION)))
+        present = set(scored.get_column("date").unique().to_list())
+        used.update({d: version for d in group if d in present})
+        skipped.update({d: "no feature rows for the session" for d in group if d not in present})
+    frame = pl.concat(parts) if parts else pl.DataFrame(schema=SERVED_SCHEMA)
+    return ServedPredictions(
+        frame=frame.sort("date", "instrument").select(
+            pl.col(n).cast(t) for n, t in SERVED_SCHEMA.items()
+        ),
+        plan=plan,
+        used=used,
+        skipped=skipped,
+        warnings=warnings,
+    )

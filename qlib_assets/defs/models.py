@@ -9,6 +9,7 @@ from qlib_assets.asset_keys import model_asset
 from qlib_assets.defs.daily import code_version
 from qlib_assets.defs.png import png_metadata
 from qlib_assets.defs.resources import MLflowTracking, mlflow_resource
+from qlib_assets.lifecycle.policies import review_candidate
 from qlib_assets.models.specs import ModelSpec
 from qlib_assets.models.window_training import platform_specs, spec_windows, train_spec_window
 from qlib_assets.settings import Settings
@@ -36,7 +37,7 @@ def _model_asset(settings: Settings, spec: ModelSpec) -> dg.AssetsDefinition:
     windows = spec_windows(settings, spec)
     partitions = dg.StaticPartitionsDefinition([w.key for w in windows])
     deps = [source.asset for source in spec.features] + [spec.label.asset]
-    version = code_version(train_spec_window, spec.digest())
+    version = code_version(train_spec_window, review_candidate, spec.digest())
 
     @dg.asset(
         name=model_asset(spec.name),
@@ -51,7 +52,8 @@ def _model_asset(settings: Settings, spec: ModelSpec) -> dg.AssetsDefinition:
         tags={"spec": spec.name},
         description=f"{spec.description or spec.name} ({spec.ref}): one MLflow run and one "
         f"registered version per {spec.rolling.type} window of {spec.rolling.step} "
-        "session(s); partition key = the window's first test session.",
+        "session(s); partition key = the window's first test session. Each new version passes "
+        "the lifecycle's gates, then the spec's promotion policy.",
     )
     def model(context: dg.AssetExecutionContext, mlflow: MLflowTracking) -> dg.MaterializeResult:
         key = context.partition_key
@@ -75,6 +77,8 @@ def _model_asset(settings: Settings, spec: ModelSpec) -> dg.AssetsDefinition:
         result = tracked.result
         metrics = result.metrics()
         assert tracked.report_path is not None
+        decision = review_candidate(settings, spec, tracked.model_version)
+        context.log.info(f"lifecycle: {decision.action}: {decision.reason}")
         return dg.MaterializeResult(
             metadata={
                 "mlflow_run_id": tracked.run_id,
@@ -84,6 +88,8 @@ def _model_asset(settings: Settings, spec: ModelSpec) -> dg.AssetsDefinition:
                 "valid_rank_ic": metrics.get("valid_rank_ic", float("nan")),
                 "best_iteration": result.best_iteration,
                 "rows": result.rows,
+                "lifecycle_decision": decision.action,
+                "lifecycle_reason": decision.reason,
                 **png_metadata(tracked.report_path, "report"),
             }
         )

@@ -1,7 +1,9 @@
 """The one settings object: paths, calendar, universe, validation thresholds, environment.
 
 Read from environment variables prefixed ``QLIB_ASSETS_`` and, when ``QLIB_ASSETS_CONFIG``
-names one, a YAML file. Environment variables win over the YAML file.
+names one, a YAML file. Environment variables win over the YAML file. ``QLIB_ASSETS_ENV``
+(dev / staging / prod) also loads the environment's shipped settings file
+(``qlib_assets/environments/<env>.yaml``), below both.
 """
 
 import os
@@ -19,6 +21,8 @@ from pydantic_settings import (
 )
 
 CONFIG_ENV_VAR = "QLIB_ASSETS_CONFIG"
+ENV_VAR = "QLIB_ASSETS_ENV"
+ENVIRONMENTS_DIR = Path(__file__).parent / "environments"
 
 
 class ValidationSettings(BaseModel):
@@ -169,6 +173,16 @@ class Settings(BaseSettings):
             path = Path(config_file)
             if not path.is_file():
                 raise FileNotFoundError(f"{CONFIG_ENV_VAR}={config_file}: no such settings file")
+            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=path))
+        environment = os.environ.get(ENV_VAR)
+        if environment:
+            # The shipped defaults of the environment, below everything set explicitly.
+            path = ENVIRONMENTS_DIR / f"{environment}.yaml"
+            if not path.is_file():
+                known = sorted(p.stem for p in ENVIRONMENTS_DIR.glob("*.yaml"))
+                raise FileNotFoundError(
+                    f"{ENV_VAR}={environment}: no such environment; use {known}"
+                )
             sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=path))
         return tuple(sources)
 

@@ -89,7 +89,11 @@ def test_a_version_trained_on_another_feature_schema_is_rejected(
     narrow = template.spec.model_copy(
         update={"features": (FeatureSource(asset="alpha158", columns=columns),)}
     )
-    key = MlflowClient(home.mlflow_uri).get_model_version(template.spec.name, "1").tags["window"]
+    key = (
+        MlflowClient(home.mlflow_uri, home.mlflow_uri)
+        .get_model_version(template.spec.name, "1")
+        .tags["window"]
+    )
     version = train_version(home, narrow, key)
     report = run_gates(home, template.spec, version)
     assert report.failed == ["compatible"]
@@ -97,6 +101,8 @@ def test_a_version_trained_on_another_feature_schema_is_rejected(
     assert any("feature schema" in p for p in problems)
     assert gate_version(home, template.spec, version).passed is False
     assert (
-        MlflowClient(home.mlflow_uri).get_model_version(template.spec.name, version).tags[STATE_TAG]
+        MlflowClient(home.mlflow_uri, home.mlflow_uri)
+        .get_model_version(template.spec.name, version)
+        .tags[STATE_TAG]
         == "rejected"
     )

@@ -1,5 +1,7 @@
 """Lifecycle assets and jobs: shadow predictions, the daily lifecycle review, approvals."""
 
+from typing import Any
+
 import dagster as dg
 import polars as pl
 
@@ -7,6 +9,7 @@ from qlib_assets.asset_keys import model_asset
 from qlib_assets.defs.daily import DailyAssets, LakeResource, session_days
 from qlib_assets.lifecycle.approvals import record_approval
 from qlib_assets.lifecycle.decisions import daily_review
+from qlib_assets.lifecycle.retrain import retrain
 from qlib_assets.lifecycle.served import SERVED_SCHEMA, serve_shadow, shadow_asset
 from qlib_assets.models.specs import ModelSpec
 from qlib_assets.models.window_training import platform_specs
@@ -57,6 +60,50 @@ def _shadow(settings: Settings, spec: ModelSpec, daily: DailyAssets) -> dg.Asset
         )
 
     return shadow
+
+
+class RetrainConfig(dg.Config):
+    reason: str = "manual retrain"
+
+
+def retrain_job_name(spec_name: str) -> str:
+    return f"retrain_{spec_name}"
+
+
+def retrain_run_config(reason: str) -> dict[str, Any]:
+    return {"ops": {"retrain": {"config": {"reason": reason}}}}
+
+
+def _retrain_job(settings: Settings, spec: ModelSpec) -> dg.JobDefinition:
+    @dg.op(
+        name="retrain",
+        tags={"spec": spec.name},
+        description=f"Train {spec.ref} on a new window ending at the latest labelled session, "
+        "then its gates and promotion policy.",
+    )
+    def retrain_op(context: dg.OpExecutionContext, config: RetrainConfig) -> None:
+        done = retrain(settings, spec, config.reason, {"dagster_run_id": context.run_id})
+        window = done.window
+        context.log.info(
+            f"{spec.ref} v{done.tracked.model_version}: train {window.train[0]}..{window.train[1]}"
+            f", valid {window.valid[0]}..{window.valid[1]}, test from {window.test[0]}; "
+            f"{done.decision.action}: {done.decision.reason}"
+        )
+
+    @dg.job(
+        name=retrain_job_name(spec.name),
+        tags={"spec": spec.name},
+        description=f"Performance-triggered retrain of {spec.ref} (launched by the monitoring "
+        "retrain sensor, or by hand with a reason).",
+    )
+    def retrain_job() -> None:
+        retrain_op()
+
+    return retrain_job
+
+
+def retrain_jobs(settings: Settings) -> list[dg.JobDefinition]:
+    return [_retrain_job(settings, spec) for spec in platform_specs(settings).values()]
 
 
 def build_lifecycle_defs(settings: Settings, partitions: dg.PartitionsDefinition) -> dg.Definitions:

@@ -94,3 +94,49 @@ def add_lifecycle_commands(
     )
     champ.add_argument("model")
     champ.add_argument("--session", type=day)
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    from qlib_assets.lifecycle.simulate import simulate
+    from qlib_assets.terminal import console
+
+    settings = load_settings()
+    with console.status(f"replaying {args.start} .. {args.end}") as status:
+
+        def progress(day: date, events: list[str]) -> None:
+            status.update(f"replaying {day} (to {args.end})")
+            for event in events:
+                console.print(f"{day} {event}")
+
+        result = simulate(settings, args.start, args.end, delay=args.delay, on_session=progress)
+    table = Table(title=f"track record {args.start} .. {args.end}")
+    for column in ("spec", "sessions", "scored", "mean daily IC", "versions served"):
+        table.add_column(column)
+    for spec in sorted(set(result.track["spec"].to_list())):
+        rows = result.track.filter(result.track["spec"] == spec)
+        ic = rows["ic"].drop_nulls()
+        table.add_row(
+            spec,
+            str(rows.height),
+            str(rows["served_version"].is_not_null().sum()),
+            f"{ic.mean():.4f}" if ic.len() else "-",
+            ", ".join(sorted({v for v in rows["served_version"].to_list() if v}, key=int)),
+        )
+    console.print(table)
+    console.print(f"events: {result.counts()}")
+    console.print(f"track record: {result.settings.root / 'track_record.parquet'}")
+    return 0
+
+
+def add_simulate_parser(commands: argparse._SubParsersAction, day: Callable[[str], date]) -> None:
+    sim = commands.add_parser(
+        "simulate", help="replay history one session at a time through the daily loop's code"
+    )
+    sim.add_argument("--start", type=day, required=True)
+    sim.add_argument("--end", type=day, required=True)
+    sim.add_argument(
+        "--delay", type=int, default=0, help="sessions between a window's labels and its training"
+    )
+    sim.set_defaults(func=cmd_simulate)

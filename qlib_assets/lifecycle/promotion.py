@@ -17,7 +17,6 @@ from qlib_assets.lifecycle.approvals import approval_of, approval_required, reco
 from qlib_assets.lifecycle.champion import (
     CHALLENGER,
     CHAMPION,
-    alias_timeline,
     assign_alias,
     champion,
     fallback_versions,
@@ -159,8 +158,3 @@ def _trim_production(settings: Settings, name: str, actor: str) -> None:
             actor,
             f"more than {keep} production versions: the oldest champions are archived",
         )
-
-
-def last_promotion_session(settings: Settings, name: str) -> date | None:
-    timeline = alias_timeline(settings, name)
-    return timeline[-1].effective_from if timeline else None

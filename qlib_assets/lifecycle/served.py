@@ -76,6 +76,13 @@ class ServedPredictions:
         return counts
 
 
+def _served_frame(parts: list[pl.DataFrame]) -> pl.DataFrame:
+    frame = pl.concat(parts) if parts else pl.DataFrame(schema=SERVED_SCHEMA)
+    return frame.sort("date", "instrument").select(
+        pl.col(n).cast(t) for n, t in SERVED_SCHEMA.items()
+    )
+
+
 def _error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"[:500]
 
@@ -208,11 +215,8 @@ def serve_predictions(
             f"no rows for {len(skipped_days)} session(s) {skipped_days[0]}..{skipped_days[-1]}: "
             f"{reason}"
         )
-    frame = pl.concat(parts) if parts else pl.DataFrame(schema=SERVED_SCHEMA)
     return ServedPredictions(
-        frame=frame.sort("date", "instrument").select(
-            pl.col(n).cast(t) for n, t in SERVED_SCHEMA.items()
-        ),
+        frame=_served_frame(parts),
         plan=plan,
         used=used,
         fallbacks=fallbacks,
@@ -220,10 +224,6 @@ def serve_predictions(
         clipped_to=clipped_to,
         warnings=warnings,
     )
-
-
-def production_exists(settings: Settings, spec: ModelSpec) -> bool:
-    return bool(registry_of(settings).search(spec=spec.name, state="production"))
 
 
 def shadow_asset(spec_name: str) -> str:
@@ -266,11 +266,8 @@ def serve_shadow(
         present = set(scored.get_column("date").unique().to_list())
         used.update({d: version for d in group if d in present})
         skipped.update({d: "no feature rows for the session" for d in group if d not in present})
-    frame = pl.concat(parts) if parts else pl.DataFrame(schema=SERVED_SCHEMA)
     return ServedPredictions(
-        frame=frame.sort("date", "instrument").select(
-            pl.col(n).cast(t) for n, t in SERVED_SCHEMA.items()
-        ),
+        frame=_served_frame(parts),
         plan=plan,
         used=used,
         skipped=skipped,

@@ -11,6 +11,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from qlib_assets.cli_lifecycle import add_simulate_parser
 from qlib_assets.cli_models import add_models_parser
 from qlib_assets.demo_spec import DemoSpec
 from qlib_assets.settings import Settings, load_settings
@@ -171,6 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_models_parser(commands)
 
+    add_simulate_parser(commands, _day)
     prep = commands.add_parser("prepare-instance", help="set up DAGSTER_HOME; print its path")
     prep.set_defaults(func=cmd_prepare_instance)
     return parser

@@ -4,6 +4,8 @@ import dagster as dg
 
 from qlib_assets.asset_keys import model_asset, model_spec_name
 from qlib_assets.calendar import exchange_timezone
+from qlib_assets.defs.lifecycle import retrain_job_name, retrain_run_config
+from qlib_assets.defs.lifecycle import retrain_jobs as build_retrain_jobs
 from qlib_assets.models.window_training import audit_log, platform_specs
 from qlib_assets.settings import Settings
 
@@ -27,6 +29,7 @@ def build_automation_defs(settings: Settings) -> dg.Definitions:
         dg.define_asset_job(training_job_name(name), selection=[model_asset(name)])
         for name in platform_specs(settings)
     ]
+    retrain_jobs = build_retrain_jobs(settings)
 
     @dg.schedule(
         name="daily_routine",
@@ -83,12 +86,13 @@ def build_automation_defs(settings: Settings) -> dg.Definitions:
 
     @dg.sensor(
         name="monitoring_retrain_sensor",
-        jobs=train_jobs,
+        jobs=retrain_jobs,
         minimum_interval_seconds=300,
         default_status=dg.DefaultSensorStatus.STOPPED,
         description="Performance-triggered updates: a decay or drift breach requests one "
-        "retraining of the affected spec (its latest trainable window), records the reason and "
-        "evidence in the registry audit table, and then holds a cool-down.",
+        "retraining of the affected spec (a new window ending at the latest labelled session, "
+        "through the gates), records the reason and evidence in the registry audit table, and "
+        "then holds a cool-down.",
     )
     def monitoring_retrain_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
         from qlib_assets.monitoring.retrain_trigger import (
@@ -98,7 +102,6 @@ def build_automation_defs(settings: Settings) -> dg.Definitions:
             record_requests,
         )
         from qlib_assets.monitoring.tables import cooldown, latest_breaches
-        from qlib_assets.online.routine import latest_trainable_window
 
         plan = plan_retraining(
             latest_breaches(settings), decode_cursor(context.cursor), cooldown(settings)
@@ -107,15 +110,11 @@ def build_automation_defs(settings: Settings) -> dg.Definitions:
             context.log.info(f"{breach.spec}: breach on {breach.session} inside the cool-down")
         requests = []
         for breach in plan.requests:
-            window = latest_trainable_window(settings, breach.spec)
-            if window is None:
-                context.log.warning(f"{breach.spec}: breach, but no window has its labels yet")
-                continue
             requests.append(
                 dg.RunRequest(
                     run_key=f"{breach.spec}:{breach.kind}:{breach.session}",
-                    job_name=training_job_name(breach.spec),
-                    partition_key=window.key,
+                    job_name=retrain_job_name(breach.spec),
+                    run_config=retrain_run_config(breach.reason),
                     tags={"qlib_assets/reason": breach.reason[:200]},
                 )
             )
@@ -138,5 +137,5 @@ def build_automation_defs(settings: Settings) -> dg.Definitions:
     return dg.Definitions(
         schedules=[daily_routine],
         sensors=[rolling_retrain_sensor, monitoring_retrain_sensor, automation_sensor],
-        jobs=train_jobs,
+        jobs=[*train_jobs, *retrain_jobs],
     )

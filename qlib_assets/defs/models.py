@@ -37,7 +37,12 @@ def _model_asset(settings: Settings, spec: ModelSpec) -> dg.AssetsDefinition:
     partitions = dg.StaticPartitionsDefinition([w.key for w in windows])
     deps = [source.asset for source in spec.features] + [spec.label.asset]
     version = code_version(
-        [_model_asset, "qlib_assets.models.window_training:train_spec_window"], [spec.digest()]
+        [
+            _model_asset,
+            "qlib_assets.models.window_training:train_spec_window",
+            "qlib_assets.lifecycle.policies:review_candidate",
+        ],
+        [spec.digest()],
     )
 
     @dg.asset(
@@ -53,9 +58,11 @@ def _model_asset(settings: Settings, spec: ModelSpec) -> dg.AssetsDefinition:
         tags={"spec": spec.name},
         description=f"{spec.description or spec.name} ({spec.ref}): one MLflow run and one "
         f"registered version per {spec.rolling.type} window of {spec.rolling.step} "
-        "session(s); partition key = the window's first test session.",
+        "session(s); partition key = the window's first test session. Each new version passes "
+        "the lifecycle's gates, then the spec's promotion policy.",
     )
     def model(context: dg.AssetExecutionContext, mlflow: MLflowTracking) -> dg.MaterializeResult:
+        from qlib_assets.lifecycle.policies import review_candidate
         from qlib_assets.models.window_training import train_spec_window
 
         key = context.partition_key
@@ -79,6 +86,8 @@ def _model_asset(settings: Settings, spec: ModelSpec) -> dg.AssetsDefinition:
         result = tracked.result
         metrics = result.metrics()
         assert tracked.report_path is not None
+        decision = review_candidate(settings, spec, tracked.model_version)
+        context.log.info(f"lifecycle: {decision.action}: {decision.reason}")
         return dg.MaterializeResult(
             metadata={
                 "mlflow_run_id": tracked.run_id,
@@ -88,6 +97,8 @@ def _model_asset(settings: Settings, spec: ModelSpec) -> dg.AssetsDefinition:
                 "valid_rank_ic": metrics.get("valid_rank_ic", float("nan")),
                 "best_iteration": result.best_iteration,
                 "rows": result.rows,
+                "lifecycle_decision": decision.action,
+                "lifecycle_reason": decision.reason,
                 **png_metadata(tracked.report_path, "report"),
             }
         )

@@ -1,5 +1,8 @@
 """Online assets: each spec's daily predictions and the ensemble signal."""
 
+from datetime import date
+from typing import Any
+
 import dagster as dg
 import polars as pl
 
@@ -17,14 +20,58 @@ from qlib_assets.models.window_training import platform_specs
 from qlib_assets.settings import Settings
 
 GROUP = "online"
+SERVED_CHECK = "served_as_decided"
+
+
+def _served_metadata(result: Any) -> dict[str, Any]:
+    """Compact for a range: per version its first and last session and count."""
+    spans: dict[str, list[Any]] = {}
+    for day, version in sorted(result.used.items()):
+        span = spans.setdefault(version, [day.isoformat(), day.isoformat(), 0])
+        span[1], span[2] = day.isoformat(), span[2] + 1
+    versions = sorted(spans, key=int)
+    return {
+        "model_version": versions[0] if len(versions) == 1 else ",".join(versions) or "none",
+        "served_versions": spans,
+        "decided_by": result.sources(),
+    }
+
+
+def _served_check(result: Any) -> dg.AssetCheckResult:
+    """Fails on a fallback, or on sessions without rows while a production version exists."""
+    unexplained = {
+        d.isoformat(): r
+        for d, r in sorted(result.skipped.items())
+        if "no production version could score" in r
+    }
+    return dg.AssetCheckResult(
+        check_name=SERVED_CHECK,
+        passed=not result.fallbacks and not unexplained,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={
+            "fallbacks": dg.MetadataValue.json(
+                [
+                    {
+                        "primary": f.primary,
+                        "used": f.used,
+                        "sessions": [f.sessions[0].isoformat(), f.sessions[-1].isoformat()],
+                        "errors": f.error,
+                    }
+                    for f in result.fallbacks
+                ]
+            ),
+            "unscored_sessions": dg.MetadataValue.json(unexplained),
+        },
+    )
 
 
 def _predictions(settings: Settings, spec: ModelSpec, daily: DailyAssets) -> dg.AssetsDefinition:
     features = list(dict.fromkeys(source.asset for source in spec.features))
+    name = predictions_asset(spec.name)
 
     @daily.asset(
-        predictions_asset(spec.name),
-        code=["qlib_assets.online.tables:build_predictions"],
+        name,
+        code=["qlib_assets.lifecycle.served:serve_predictions"],
         spec=[spec.digest()],
         deps=[
             *features,
@@ -34,33 +81,45 @@ def _predictions(settings: Settings, spec: ModelSpec, daily: DailyAssets) -> dg.
         automation_condition=on_new_session(
             ignore=dg.AssetSelection.assets(model_asset(spec.name))
         ),
-        description=f"Scores of {spec.ref}: session d comes from the latest trained window whose "
-        "test segment holds d; sessions with no online model yet are skipped with a reason.",
+        check_specs=[
+            dg.AssetCheckSpec(
+                SERVED_CHECK,
+                asset=name,
+                description="Every session was scored by the version the lifecycle decided: "
+                "fails when a fallback version had to serve, or when a session has no rows "
+                "while a production version exists.",
+            )
+        ],
+        description=f"Scores of {spec.ref} by the version that serves each session: the "
+        "champion (by the promotion records), else the session's window model before any "
+        "promotion; rows name their model_version. A champion that cannot serve falls back to "
+        "the previous production version; empty sessions carry their reason.",
     )
     def predictions(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
-        from qlib_assets.online.predictions import PREDICTION_SCHEMA
-        from qlib_assets.online.tables import build_predictions
+        from qlib_assets.lifecycle.served import SERVED_SCHEMA, serve_predictions
 
         days = session_days(context)
-        result = build_predictions(settings, spec, days)
+        result = serve_predictions(settings, spec, days)
         for warning in result.warnings:
             context.log.warning(warning)
-        scored = set(result.sessions)
-        written = [d for d in days if d in scored or d in result.skipped]
+        written = [d for d in days if d in result.used or d in result.skipped]
         write_sessions(
             context,
             lake,
-            predictions_asset(spec.name),
-            result.frame.select(list(PREDICTION_SCHEMA)),
+            name,
+            result.frame.select(list(SERVED_SCHEMA)),
             written,
-            sessions_scored=len(scored),
+            sessions_scored=len(result.used),
             clipped_to=result.clipped_to.isoformat() if result.clipped_to else "no",
-            models=result.models,
+            **_served_metadata(result),
         )
-        add_session_metadata(
-            context, {d: {"skipped": reason} for d, reason in sorted(result.skipped.items())}
-        )
-        return dg.MaterializeResult()
+        per_session: dict[date, dict[str, Any]] = {
+            d: {"model_version": version} for d, version in result.used.items()
+        }
+        for d, reason in result.skipped.items():
+            per_session.setdefault(d, {})["skipped"] = reason
+        add_session_metadata(context, per_session)
+        return dg.MaterializeResult(check_results=[_served_check(result)])
 
     return predictions
 

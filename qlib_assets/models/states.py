@@ -2,5 +2,13 @@
 them as choices, and `qlib-assets --help` must not import MLflow)."""
 
 STATE_TAG = "lifecycle_state"
-STATES = ("candidate", "validated", "staging", "production", "archived")
+STATES = (
+    "candidate",
+    "validated",
+    "rejected",
+    "staging",
+    "production",
+    "rolled_back",
+    "archived",
+)
 ALIASES = ("champion", "challenger", "canary")

@@ -8,10 +8,12 @@ How each family streams its metrics while it trains:
 * ``XGBModel``: its ``fit`` forwards extra keyword arguments to ``xgb.train``; we pass an
   ``xgb.callback.TrainingCallback``.
 * Every other Qlib model (``DNNModelPytorch`` ...): its ``fit`` runs unchanged while Qlib's ``R``
-  routes ``R.log_metrics`` to the callback (see ``qlib_metrics``).
+  routes ``R.log_metrics`` to the callback (see ``qlib_metrics``); ``evals_result`` is passed
+  only to a ``fit`` that takes it (``LinearModel.fit`` does not, and has no curves).
 """
 
 import contextlib
+import inspect
 import sys
 import tempfile
 import time
@@ -199,7 +201,9 @@ def _fit_generic(
             # Qlib's default checkpoint path is ~/tmp; keep checkpoints inside this call.
             extra.setdefault("save_path", str(Path(scratch) / "checkpoint.pt"))
             extra.setdefault("verbose", False)
-        model.fit(dataset, evals_result=record, **extra)
+        if "evals_result" in inspect.signature(model.fit).parameters:
+            extra["evals_result"] = record
+        model.fit(dataset, **extra)
     curves = {k: [float(v) for v in record[k]] for k in ("train", "valid") if k in record}
     return curves, "loss", getattr(model, "best_step", None)
 

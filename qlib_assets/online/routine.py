@@ -68,9 +68,3 @@ def due_retrains(settings: Settings) -> list[RoutineRequest]:
                 )
             )
     return requests
-
-
-def latest_trainable_window(settings: Settings, spec_name: str) -> Window | None:
-    """The newest window whose train and valid labels are all materialized."""
-    ready = _labelled_windows(settings, spec_name, set(Lake(settings.lake_dir).days("labels")))
-    return ready[-1] if ready else None

@@ -19,7 +19,7 @@ from qlib_assets.models.rolling import Window
 from qlib_assets.models.specs import load_specs
 from qlib_assets.models.window_training import audit_log, spec_windows
 from qlib_assets.orchestration import materialize_range
-from qlib_assets.settings import Settings
+from qlib_assets.settings import LifecycleSettings, Settings
 from qlib_assets.storage.lake import Lake
 
 START, END = date(2021, 1, 4), date(2023, 9, 29)
@@ -29,7 +29,14 @@ DAYS = sessions("XSHG", START, END)
 @pytest.fixture(scope="module")
 def trained_home(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, dg.DagsterInstance]:
     """Market -> raw_bars -> features -> labels through Dagster, once for the module."""
-    settings = Settings(home=tmp_path_factory.mktemp("home"), start_date=START)
+    # Manual promotion: every version is gated and waits as the challenger, so each session is
+    # served by its window's model (the rule before any promotion) and the registry CLI can move
+    # versions by hand.
+    settings = Settings(
+        home=tmp_path_factory.mktemp("home"),
+        start_date=START,
+        lifecycle=LifecycleSettings(default_policy="manual"),
+    )
     # Qlib's MLP validates with an IC loss that skips days of fewer than 50 instruments.
     market = generate_market(
         MarketSpec(instruments=60, start=START, end=END, seed=5, effect_strength=0.15)
@@ -92,11 +99,16 @@ def test_spec_trains_through_dagster(
     assert run.info.artifact_uri.startswith(settings.mlflow_artifacts.resolve().as_uri())
     registry = ModelRegistry(settings.mlflow_uri, audit_log(settings))
     version = metadata["model_version"].value
-    assert registry.state(spec_name, version) == "candidate"
+    assert metadata["lifecycle_decision"].value == "challenger"
+    assert registry.state(spec_name, version) == "validated"
     tags = registry.version(spec_name, version).tags
     assert tags["window"] == window.key and "feature_schema_hash" in tags
+    assert tags["gate.failed"] == "none"
     history = registry.history(spec_name, version)
-    assert [(h.from_value, h.to_value) for h in history] == [(None, "candidate")]
+    assert [(h.from_value, h.to_value) for h in history][:2] == [
+        (None, "candidate"),
+        ("candidate", "validated"),
+    ]
     lineage = registry.lineage(spec_name, version)
     assert lineage.landing_files, "lineage reaches the landing files"
 
@@ -174,26 +186,26 @@ def test_models_cli(
     code, out, _ = run("models", "list", "--json")
     assert code == 0 and {m["model"] for m in json.loads(out)} == set(load_specs())
     code, out, _ = run("models", "search", "--metric", "valid_ic", "--min", "0", "--json")
-    assert code == 0 and len(json.loads(out)) == 3
+    assert code == 0 and len(json.loads(out)) == len(load_specs())
     code, out, _ = run("models", "show", "lgbm_alpha158", "1", "--json")
-    assert json.loads(out)["state"] == "candidate"
+    assert json.loads(out)["state"] == "validated"
     code, out, _ = run("models", "lineage", "lgbm_alpha158", "1", "--json")
     assert "alpha158" in json.loads(out)["partitions"]
 
     code, _, err = run("models", "transition", "lgbm_alpha158", "1", "production", "--reason", "x")
     assert code == 2 and "not allowed" in err
     code, out, _ = run("models", "history", "lgbm_alpha158", "--json")
-    assert [h["to_value"] for h in json.loads(out)] == ["candidate"]
+    assert [h["to_value"] for h in json.loads(out)] == ["candidate", "validated", "1"]
 
-    code, _, _ = run("models", "transition", "lgbm_alpha158", "1", "validated", "--reason", "IC ok")
+    code, _, _ = run("models", "transition", "lgbm_alpha158", "1", "staging", "--reason", "IC ok")
     assert code == 0
     code, _, _ = run(
         "models", "transition", "lgbm_alpha158", "1", "--alias", "challenger", "--reason", "try"
     )
     assert code == 0
     code, out, _ = run("models", "history", "lgbm_alpha158", "--json")
-    assert [(h["kind"], h["to_value"]) for h in json.loads(out)][1:] == [
-        ("state", "validated"),
+    assert [(h["kind"], h["to_value"]) for h in json.loads(out)][3:] == [
+        ("state", "staging"),
         ("alias", "1"),
     ]
 
@@ -218,14 +230,14 @@ def test_decay_breach_requests_one_retrain(
     metadata = decay.asset_materializations_for_node("performance_decay")[0].metadata
     breached = sorted(metadata["breached"].value.split(", "))
     # Specs whose online model covers the session: the xgb spec trained only a March window.
-    assert breached == ["lgbm_alpha158", "mlp_alpha158"]
+    assert breached == ["lgbm_alpha158", "linear_alpha158", "mlp_alpha158"]
 
     audit = audit_log(settings)
     before = audit.count()
     sensor = defs.resolve_sensor_def("monitoring_retrain_sensor")
     first_tick = sensor(dg.build_sensor_context(instance=instance, definitions=defs))
     jobs = sorted(r.job_name for r in first_tick.run_requests)
-    assert jobs == [f"train_{n}" for n in breached]
+    assert jobs == [f"retrain_{n}" for n in breached]
     rows = audit.history("lgbm_alpha158")[-1:]
     assert audit.count() == before + len(breached) and rows[0].kind == "retrain"
     assert "below bound" in rows[0].reason and rows[0].evidence["kind"] == "decay"

@@ -1,0 +1,109 @@
+"""A platform home with a small generated market's Alpha158 features in the lake and two
+LightGBM versions of ``lgbm_alpha158`` registered in MLflow (v1 champion), built once; each
+test serves from its own copy of the registry so alias moves do not leak between tests."""
+
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mlflow import MlflowClient
+
+from qlib_assets.features.alpha158 import compute_alpha158, compute_label
+from qlib_assets.market.generator import MarketSpec, generate_market
+from qlib_assets.models.dataset import load_window_frame, window_days
+from qlib_assets.models.registry import ModelRegistry
+from qlib_assets.models.rolling import rolling_windows
+from qlib_assets.models.specs import ModelSpec, RollingSection, load_specs
+from qlib_assets.models.tracking import experiment_name, train_and_track
+from qlib_assets.models.window_training import audit_log
+from qlib_assets.serving.server import ThreadServer
+from qlib_assets.settings import ServingSettings, Settings
+from qlib_assets.storage.lake import Lake
+
+MARKET = MarketSpec(
+    instruments=40, start=date(2022, 1, 4), end=date(2022, 9, 30), seed=7, effect_strength=0.15
+)
+ROLLING = RollingSection(
+    step=20, type="sliding", train_sessions=80, valid_sessions=20, trunc_days=3
+)
+SPEC = "lgbm_alpha158"
+ADMIN_TOKEN = "test-admin-token"
+
+
+def tiny_spec() -> ModelSpec:
+    spec = load_specs()[SPEC]
+    kwargs = {**spec.model.kwargs, "num_threads": 1, "num_boost_round": 30}
+    model = spec.model.model_copy(update={"kwargs": kwargs})
+    return spec.model_copy(update={"model": model, "rolling": ROLLING})
+
+
+@dataclass(frozen=True)
+class Platform:
+    home: Path
+    sessions: tuple[date, ...]
+    instruments: tuple[str, ...]
+    versions: tuple[str, ...]
+
+
+@pytest.fixture(scope="session")
+def platform(tmp_path_factory: pytest.TempPathFactory) -> Platform:
+    home = tmp_path_factory.mktemp("serving_platform")
+    settings = Settings(home=home, start_date=MARKET.start)
+    settings.ensure_dirs()
+    market = generate_market(MARKET)
+    days = market.sessions
+    lake = Lake(settings.lake_dir)
+    lake.write_days("alpha158", compute_alpha158(market.bars, sessions=days), days)
+    lake.write_days("labels", compute_label(market.bars, sessions=days), days[:-2])
+    spec = tiny_spec()
+    MlflowClient(settings.mlflow_uri).create_experiment(
+        experiment_name(spec), artifact_location=(home / "mlartifacts").as_uri()
+    )
+    audit = audit_log(settings)
+    versions = []
+    for window in rolling_windows(spec.rolling, days, days[-1])[:2]:
+        data = load_window_frame(lake, spec, window_days(window, days))
+        tracked = train_and_track(
+            spec, window, data, tracking_uri=settings.mlflow_uri, audit=audit, actor="pytest"
+        )
+        versions.append(tracked.model_version)
+    ModelRegistry(settings.mlflow_uri, audit).set_alias(
+        SPEC, "champion", versions[0], "pytest", "seed"
+    )
+    instruments = tuple(sorted(market.bars.get_column("instrument").unique().to_list()))
+    return Platform(home, days, instruments, tuple(versions))
+
+
+def copy_home(platform: Platform, target: Path) -> Path:
+    """A home sharing the lake and artifacts but with its own registry and audit databases."""
+    target.mkdir(parents=True)
+    for name in ("mlflow.db", "registry_audit.db"):
+        shutil.copy2(platform.home / name, target / name)
+    (target / "lake").symlink_to(platform.home / "lake")
+    return target
+
+
+def serving_settings(home: Path, env: str = "dev", **serving: Any) -> Settings:
+    config = {
+        "specs": [SPEC],
+        "poll_seconds": 0.2,
+        "admin_token": ADMIN_TOKEN,
+        "flush_seconds": 0.1,
+        **serving,
+    }
+    return Settings(home=home, start_date=MARKET.start, env=env, serving=ServingSettings(**config))
+
+
+@pytest.fixture
+def home(platform: Platform, tmp_path: Path) -> Path:
+    return copy_home(platform, tmp_path / "home")
+
+
+@pytest.fixture
+def server(home: Path) -> Iterator[ThreadServer]:
+    with ThreadServer(serving_settings(home)) as running:
+        yield running

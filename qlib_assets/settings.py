@@ -100,7 +100,9 @@ class ServingSettings(BaseModel):
     canary_max_minutes: float = Field(30.0, description="... or this many minutes.")
     canary_p99_ratio: float = Field(1.5, description="Canary p99 may be this x the champion's.")
     canary_max_ks: float = Field(
-        0.3, description="Largest Kolmogorov-Smirnov distance of canary vs champion scores."
+        0.6,
+        description="Largest Kolmogorov-Smirnov distance of canary vs champion scores: catches "
+        "collapsed or diverged outputs; two adjacent rolling windows differ by ~0.5.",
     )
     strategy: Literal["blue-green", "canary"] = Field(
         "blue-green", description="How the deployment pipeline moves a version to prod."

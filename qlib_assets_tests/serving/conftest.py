@@ -2,6 +2,7 @@
 LightGBM versions of ``lgbm_alpha158`` registered in MLflow (v1 champion), built once; each
 test serves from its own copy of the registry so alias moves do not leak between tests."""
 
+import pickle
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -9,13 +10,16 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+import mlflow
+import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
 from qlib_assets.features.alpha158 import compute_alpha158, compute_label
 from qlib_assets.market.generator import MarketSpec, generate_market
 from qlib_assets.models.dataset import load_window_frame, window_days
-from qlib_assets.models.registry import ModelRegistry
+from qlib_assets.models.pyfunc import BUNDLE, QlibPyfuncModel, signature
+from qlib_assets.models.registry import STATE_TAG, ModelRegistry
 from qlib_assets.models.rolling import rolling_windows
 from qlib_assets.models.specs import ModelSpec, RollingSection, load_specs
 from qlib_assets.models.tracking import experiment_name, train_and_track
@@ -107,3 +111,45 @@ def home(platform: Platform, tmp_path: Path) -> Path:
 def server(home: Path) -> Iterator[ThreadServer]:
     with ThreadServer(serving_settings(home)) as running:
         yield running
+
+
+class FaultyModel(QlibPyfuncModel):
+    """A planted faulty version: the champion's model that raises on one or three rows."""
+
+    def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> pd.DataFrame:
+        if len(model_input) in (1, 3):
+            raise RuntimeError(f"planted fault: {len(model_input)} rows")
+        return super().predict(context, model_input, params)
+
+
+def plant_faulty_version(settings: Settings, like: str) -> str:
+    """Register a ``FaultyModel`` around version ``like``'s bundle, with its tags (so it passes
+    the compatibility check and scores the fixed sample)."""
+    registry = ModelRegistry(settings.mlflow_uri, audit_log(settings))
+    source = registry.version(SPEC, like)
+    local = Path(
+        mlflow.artifacts.download_artifacts(
+            f"models:/{SPEC}/{like}", tracking_uri=settings.mlflow_uri
+        )
+    )
+    bundle = next(local.rglob(f"{BUNDLE}.pkl"))
+    mlflow.set_tracking_uri(settings.mlflow_uri)
+    mlflow.set_registry_uri(settings.mlflow_uri)
+    mlflow.set_experiment(experiment_name(tiny_spec()))
+    with open(bundle, "rb") as handle:
+        columns = pickle.load(handle)["columns"]
+    with mlflow.start_run(run_name="planted-faulty"):
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=FaultyModel(),
+            artifacts={BUNDLE: str(bundle)},
+            signature=signature(columns),
+            pip_requirements=["mlflow"],
+            registered_model_name=SPEC,
+        )
+    version = str(info.registered_model_version)
+    for key, value in source.tags.items():
+        if key != STATE_TAG:
+            registry.client.set_model_version_tag(SPEC, version, key, value)
+    registry.transition(SPEC, version, "candidate", "pytest", "planted faulty version")
+    return version

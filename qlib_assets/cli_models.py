@@ -3,14 +3,23 @@
 import argparse
 import json
 from dataclasses import asdict, is_dataclass
+from datetime import date
 from typing import Any
 
 from mlflow.entities.model_registry import ModelVersion
 from rich.table import Table
 
+from qlib_assets.cli_lifecycle import add_lifecycle_commands
 from qlib_assets.models.registry import ALIASES, STATE_TAG, STATES, ModelRegistry
 from qlib_assets.settings import Settings, load_settings
 from qlib_assets.terminal import console
+
+
+def _day(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date of the form YYYY-MM-DD") from exc
 
 
 def _registry(settings: Settings) -> ModelRegistry:
@@ -229,6 +238,7 @@ def add_models_parser(commands: argparse._SubParsersAction) -> None:
     trans.add_argument("--alias", choices=ALIASES, help="set this alias instead of a state")
     trans.add_argument("--reason", required=True)
     trans.add_argument("--actor", default="cli")
+    add_lifecycle_commands(command, _day)
     tune = command("tune", "Optuna search on one window; saves a new spec version", cmd_tune)
     tune.add_argument("spec")
     tune.add_argument("--trials", type=int, default=20)

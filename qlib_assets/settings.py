@@ -1,7 +1,9 @@
 """The one settings object: paths, calendar, universe, validation thresholds, environment.
 
 Read from environment variables prefixed ``QLIB_ASSETS_`` and, when ``QLIB_ASSETS_CONFIG``
-names one, a YAML file. Environment variables win over the YAML file.
+names one, a YAML file. Environment variables win over the YAML file. ``QLIB_ASSETS_ENV``
+(dev / staging / prod) also loads the environment's shipped settings file
+(``qlib_assets/environments/<env>.yaml``), below both.
 """
 
 import os
@@ -19,6 +21,8 @@ from pydantic_settings import (
 )
 
 CONFIG_ENV_VAR = "QLIB_ASSETS_CONFIG"
+ENV_VAR = "QLIB_ASSETS_ENV"
+ENVIRONMENTS_DIR = Path(__file__).parent / "environments"
 
 
 class ValidationSettings(BaseModel):
@@ -117,6 +121,48 @@ class ServingSettings(BaseModel):
         return self.aliases[env]
 
 
+class LifecycleSettings(BaseModel):
+    """Gates, promotion policies, approvals, fallback and rollback of model versions."""
+
+    default_policy: Literal["rolling", "shadow", "manual"] = Field(
+        "rolling",
+        description="How a validated version takes over: rolling (at once, Qlib's behaviour), "
+        "shadow (after a shadow test against the champion) or manual (only by a command).",
+    )
+    policies: dict[str, Literal["rolling", "shadow", "manual"]] = Field(
+        default_factory=dict, description="Spec name -> promotion policy, overriding the default."
+    )
+    require_approval: bool | None = Field(
+        None,
+        description="A move to production needs a recorded approval; default: only in prod.",
+    )
+    ic_floor: float = Field(0.0, description="Gate: the version's valid IC must be >= this.")
+    max_score_seconds: float = Field(
+        30.0, description="Gate: scoring the fixed sample must take at most this long."
+    )
+    sample_sessions: int = Field(3, ge=1, description="Sessions in a spec's fixed scoring sample.")
+    sample_instruments: int = Field(200, ge=2, description="Instruments per sample session.")
+    shadow_sessions: int = Field(
+        20, ge=5, description="Shadow sessions with labels before a shadow decision."
+    )
+    shadow_margin: float = Field(
+        0.0, ge=0.0, description="The challenger may be worse by at most this daily IC."
+    )
+    shadow_alpha: float = Field(0.05, description="Level of the one-sided shadow test.")
+    hac_lags: int | None = Field(
+        None, description="Newey-West lags of the shadow test; default: label horizon - 1."
+    )
+    rollback_sessions: int = Field(
+        20, ge=1, description="A new champion is watched this many sessions for a rollback."
+    )
+    rollback_window: int = Field(
+        10, ge=2, description="Sessions of the realized IC compared to the decay bound."
+    )
+    keep_production: int = Field(
+        2, ge=2, description="Production versions kept (the champion and its fallbacks)."
+    )
+
+
 class Settings(BaseSettings):
     """Everything that differs between machines and environments."""
 
@@ -152,6 +198,7 @@ class Settings(BaseSettings):
     validation: ValidationSettings = Field(default_factory=ValidationSettings)
     monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
     serving: ServingSettings = Field(default_factory=ServingSettings)
+    lifecycle: LifecycleSettings = Field(default_factory=LifecycleSettings)
     indicator_params: dict[str, Any] = Field(
         default_factory=dict,
         description="Indicator family -> parameter overrides, a list of them, or null to drop "
@@ -182,6 +229,16 @@ class Settings(BaseSettings):
             path = Path(config_file)
             if not path.is_file():
                 raise FileNotFoundError(f"{CONFIG_ENV_VAR}={config_file}: no such settings file")
+            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=path))
+        environment = os.environ.get(ENV_VAR)
+        if environment:
+            # The shipped defaults of the environment, below everything set explicitly.
+            path = ENVIRONMENTS_DIR / f"{environment}.yaml"
+            if not path.is_file():
+                known = sorted(p.stem for p in ENVIRONMENTS_DIR.glob("*.yaml"))
+                raise FileNotFoundError(
+                    f"{ENV_VAR}={environment}: no such environment; use {known}"
+                )
             sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=path))
         return tuple(sources)
 

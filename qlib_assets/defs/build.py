@@ -4,8 +4,10 @@ import dagster as dg
 
 from qlib_assets.calendar import trading_days_partitions
 from qlib_assets.defs.automation import build_automation_defs
+from qlib_assets.defs.daily import LAKE, LakeResource
 from qlib_assets.defs.evaluation import build_evaluation_defs
 from qlib_assets.defs.features import build_feature_defs
+from qlib_assets.defs.lifecycle import build_lifecycle_defs
 from qlib_assets.defs.market import build_market_defs
 from qlib_assets.defs.models import build_model_defs
 from qlib_assets.defs.monitoring import build_monitoring_defs
@@ -27,4 +29,6 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         build_evaluation_defs(settings, trading_days),
         build_monitoring_defs(settings, trading_days),
         build_automation_defs(settings),
+        build_lifecycle_defs(settings, trading_days),
+        dg.Definitions(resources={LAKE: LakeResource(root=str(settings.lake_dir))}),
     )

@@ -5,9 +5,11 @@ from collections.abc import Mapping
 
 import dagster as dg
 
-from qlib_assets import __version__
+from qlib_assets.asset_keys import model_asset
+from qlib_assets.defs.daily import code_version
 from qlib_assets.defs.png import png_metadata
 from qlib_assets.defs.resources import MLflowTracking, mlflow_resource
+from qlib_assets.lifecycle.policies import review_candidate
 from qlib_assets.models.specs import ModelSpec
 from qlib_assets.models.window_training import platform_specs, spec_windows, train_spec_window
 from qlib_assets.settings import Settings
@@ -35,21 +37,23 @@ def _model_asset(settings: Settings, spec: ModelSpec) -> dg.AssetsDefinition:
     windows = spec_windows(settings, spec)
     partitions = dg.StaticPartitionsDefinition([w.key for w in windows])
     deps = [source.asset for source in spec.features] + [spec.label.asset]
+    version = code_version(train_spec_window, review_candidate, spec.digest())
 
     @dg.asset(
-        name=f"model_{spec.name}",
+        name=model_asset(spec.name),
         group_name=GROUP,
         partitions_def=partitions,
         deps=[
             dg.AssetDep(a, partition_mapping=dg.AllPartitionMapping()) for a in dict.fromkeys(deps)
         ],
-        code_version=f"{__version__}:{spec.digest()[:12]}",
+        code_version=version,
         pool="training",
         kinds={"mlflow", "qlib"},
         tags={"spec": spec.name},
         description=f"{spec.description or spec.name} ({spec.ref}): one MLflow run and one "
         f"registered version per {spec.rolling.type} window of {spec.rolling.step} "
-        "session(s); partition key = the window's first test session.",
+        "session(s); partition key = the window's first test session. Each new version passes "
+        "the lifecycle's gates, then the spec's promotion policy.",
     )
     def model(context: dg.AssetExecutionContext, mlflow: MLflowTracking) -> dg.MaterializeResult:
         key = context.partition_key
@@ -57,7 +61,7 @@ def _model_asset(settings: Settings, spec: ModelSpec) -> dg.AssetsDefinition:
             "dagster_run_id": context.run_id,
             "partition_key": key,
             "asset_key": context.asset_key.to_user_string(),
-            "code_version": __version__,
+            "code_version": version,
         }
         context.log.info(f"training {spec.ref} window {key}")
         tracked = train_spec_window(
@@ -73,6 +77,8 @@ def _model_asset(settings: Settings, spec: ModelSpec) -> dg.AssetsDefinition:
         result = tracked.result
         metrics = result.metrics()
         assert tracked.report_path is not None
+        decision = review_candidate(settings, spec, tracked.model_version)
+        context.log.info(f"lifecycle: {decision.action}: {decision.reason}")
         return dg.MaterializeResult(
             metadata={
                 "mlflow_run_id": tracked.run_id,
@@ -82,6 +88,8 @@ def _model_asset(settings: Settings, spec: ModelSpec) -> dg.AssetsDefinition:
                 "valid_rank_ic": metrics.get("valid_rank_ic", float("nan")),
                 "best_iteration": result.best_iteration,
                 "rows": result.rows,
+                "lifecycle_decision": decision.action,
+                "lifecycle_reason": decision.reason,
                 **png_metadata(tracked.report_path, "report"),
             }
         )

@@ -1,60 +1,109 @@
 """Online assets: each spec's daily predictions and the ensemble signal."""
 
+from typing import Any
+
 import dagster as dg
 import polars as pl
 
-from qlib_assets import __version__
-from qlib_assets.calendar import partition_date
+from qlib_assets.asset_keys import model_asset
+from qlib_assets.defs.daily import DailyAssets, LakeResource, session_days
+from qlib_assets.lifecycle.served import SERVED_SCHEMA, ServedPredictions, serve_predictions
 from qlib_assets.models.specs import ModelSpec
 from qlib_assets.models.window_training import platform_specs
-from qlib_assets.online.predictions import PREDICTION_SCHEMA
-from qlib_assets.online.tables import SIGNAL, build_predictions, build_signal, predictions_asset
+from qlib_assets.online.tables import SIGNAL, build_signal, predictions_asset
 from qlib_assets.settings import Settings
-from qlib_assets.storage.lake import Lake
 
 GROUP = "online"
+SERVED_CHECK = "served_as_decided"
 
 
-def _predictions(
-    settings: Settings, spec: ModelSpec, partitions: dg.PartitionsDefinition
-) -> dg.AssetsDefinition:
+def _served_metadata(result: ServedPredictions) -> dict[str, Any]:
+    """Compact for a range: per version its first and last session and count."""
+    spans: dict[str, list[Any]] = {}
+    for day, version in sorted(result.used.items()):
+        span = spans.setdefault(version, [day.isoformat(), day.isoformat(), 0])
+        span[1], span[2] = day.isoformat(), span[2] + 1
+    versions = sorted(spans, key=int)
+    return {
+        "model_version": versions[0] if len(versions) == 1 else ",".join(versions) or "none",
+        "served_versions": dg.MetadataValue.json(spans),
+        "decided_by": dg.MetadataValue.json(result.sources()),
+    }
+
+
+def _served_check(result: ServedPredictions) -> dg.AssetCheckResult:
+    """Fails on a fallback, or on sessions without rows while a production version exists."""
+    unexplained = {
+        d.isoformat(): r
+        for d, r in sorted(result.skipped.items())
+        if "no production version could score" in r
+    }
+    return dg.AssetCheckResult(
+        check_name=SERVED_CHECK,
+        passed=not result.fallbacks and not unexplained,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={
+            "fallbacks": dg.MetadataValue.json(
+                [
+                    {
+                        "primary": f.primary,
+                        "used": f.used,
+                        "sessions": [f.sessions[0].isoformat(), f.sessions[-1].isoformat()],
+                        "errors": f.error,
+                    }
+                    for f in result.fallbacks
+                ]
+            ),
+            "unscored_sessions": dg.MetadataValue.json(unexplained),
+        },
+    )
+
+
+def _predictions(settings: Settings, spec: ModelSpec, daily: DailyAssets) -> dg.AssetsDefinition:
     features = list(dict.fromkeys(source.asset for source in spec.features))
+    name = predictions_asset(spec.name)
 
-    @dg.asset(
-        name=predictions_asset(spec.name),
-        group_name=GROUP,
-        partitions_def=partitions,
-        backfill_policy=dg.BackfillPolicy.single_run(),
+    @daily.asset(
+        name,
+        code=[serve_predictions],
+        spec=[spec.digest()],
         deps=[
             *features,
-            dg.AssetDep(f"model_{spec.name}", partition_mapping=dg.AllPartitionMapping()),
+            dg.AssetDep(model_asset(spec.name), partition_mapping=dg.AllPartitionMapping()),
         ],
-        code_version=__version__,
         kinds={"mlflow", "polars"},
-        description=f"Scores of {spec.ref}: session d comes from the latest trained window whose "
-        "test segment holds d; sessions with no online model yet are skipped with a reason.",
+        check_specs=[
+            dg.AssetCheckSpec(
+                SERVED_CHECK,
+                asset=name,
+                description="Every session was scored by the version the lifecycle decided: "
+                "fails when a fallback version had to serve, or when a session has no rows "
+                "while a production version exists.",
+            )
+        ],
+        description=f"Scores of {spec.ref} by the version that serves each session: the "
+        "champion (by the promotion records), else the session's window model before any "
+        "promotion; rows name their model_version. A champion that cannot serve falls back to "
+        "the previous production version; empty sessions carry their reason.",
     )
-    def predictions(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
-        days = [partition_date(k) for k in context.partition_keys]
-        result = build_predictions(settings, spec, days)
+    def predictions(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
+        days = session_days(context)
+        result = serve_predictions(settings, spec, days)
         for warning in result.warnings:
             context.log.warning(warning)
-        lake = Lake(settings.lake_dir)
-        scored = set(result.sessions)
-        written = [d for d in days if d in scored or d in result.skipped]
-        lake.write_days(
-            predictions_asset(spec.name), result.frame.select(list(PREDICTION_SCHEMA)), written
-        )
+        written = [d for d in days if d in result.used or d in result.skipped]
+        lake.write_days(name, result.frame.select(list(SERVED_SCHEMA)), written)
         return dg.MaterializeResult(
             metadata={
                 "rows": result.frame.height,
-                "sessions_scored": len(scored),
+                "sessions_scored": len(result.used),
                 "sessions_skipped": dg.MetadataValue.json(
                     {d.isoformat(): r for d, r in sorted(result.skipped.items())}
                 ),
                 "clipped_to": result.clipped_to.isoformat() if result.clipped_to else "no",
-                "models": dg.MetadataValue.json(result.models),
-            }
+                **_served_metadata(result),
+            },
+            check_results=[_served_check(result)],
         )
 
     return predictions
@@ -62,22 +111,20 @@ def _predictions(
 
 def build_online_defs(settings: Settings, partitions: dg.PartitionsDefinition) -> dg.Definitions:
     specs = platform_specs(settings)
+    daily = DailyAssets(partitions, GROUP)
 
-    @dg.asset(
-        name=SIGNAL,
-        group_name=GROUP,
-        partitions_def=partitions,
-        backfill_policy=dg.BackfillPolicy.single_run(),
+    @daily.asset(
+        SIGNAL,
+        code=[build_signal],
         deps=[predictions_asset(name) for name in specs],
-        code_version=__version__,
         kinds={"polars"},
         description="Qlib's AverageEnsemble of the specs' predictions: per-session z-score, "
         "then the mean; exactly one row per (instrument, date).",
     )
-    def signal(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
-        days = [partition_date(k) for k in context.partition_keys]
+    def signal(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
+        days = session_days(context)
         table = build_signal(settings, days)
-        Lake(settings.lake_dir).write_days(SIGNAL, table, days)
+        lake.write_days(SIGNAL, table, days)
         per_day = table.group_by("date").len()
         return dg.MaterializeResult(
             metadata={
@@ -87,5 +134,5 @@ def build_online_defs(settings: Settings, partitions: dg.PartitionsDefinition) -
             }
         )
 
-    assets = [_predictions(settings, spec, partitions) for spec in specs.values()]
+    assets = [_predictions(settings, spec, daily) for spec in specs.values()]
     return dg.Definitions(assets=[*assets, signal])

@@ -4,8 +4,12 @@ Loading needs only ``mlflow.pyfunc.load_model(uri)`` on CPU; ``predict`` takes a
 with ``instrument``, ``date`` and the model's feature columns (raw, as stored in the lake) and
 returns one score per row. The infer processors (e.g. RobustZScoreNorm with the train segment's
 statistics, cross-sectional norms per date) run first, exactly as in training.
+
+A bundle pickled in a process that trained on a GPU holds CUDA tensors; ``read_bundle`` maps
+them onto the CPU (seed 000: a GPU-saved model must load on a CPU-only server).
 """
 
+import io
 import pickle
 from collections.abc import Sequence
 from pathlib import Path
@@ -32,6 +36,40 @@ def write_bundle(
         pickle.dump(
             {"model": model, "processors": list(processors), "columns": list(columns)}, handle
         )
+
+
+class _CpuUnpickler(pickle.Unpickler):
+    """Restores torch storages on the CPU: torch's own unpickling restores a storage on the
+    device it was saved from, which fails where CUDA is absent."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if module == "torch.storage" and name == "_load_from_bytes":
+            return _storage_on_cpu
+        return super().find_class(module, name)
+
+
+def _storage_on_cpu(data: bytes) -> Any:
+    import torch
+
+    return torch.load(io.BytesIO(data), map_location="cpu", weights_only=False)
+
+
+def _model_on_cpu(model: Model) -> Model:
+    """Qlib's PyTorch models keep the device they were built for in ``device``."""
+    device = getattr(model, "device", None)
+    if type(device).__module__ == "torch" and getattr(device, "type", "cpu") != "cpu":
+        import torch
+
+        model.device = torch.device("cpu")
+    return model
+
+
+def read_bundle(path: Path) -> dict[str, Any]:
+    """The bundle ``write_bundle`` wrote, every tensor on the CPU."""
+    with open(path, "rb") as handle:
+        bundle = _CpuUnpickler(handle).load()
+    bundle["model"] = _model_on_cpu(bundle["model"])
+    return bundle
 
 
 def signature(columns: Sequence[str]) -> ModelSignature:
@@ -70,8 +108,7 @@ def predict_frame(
 
 class QlibPyfuncModel(mlflow.pyfunc.PythonModel):
     def load_context(self, context: Any) -> None:
-        with open(context.artifacts[BUNDLE], "rb") as handle:
-            bundle = pickle.load(handle)
+        bundle = read_bundle(Path(context.artifacts[BUNDLE]))
         self.model: Model = bundle["model"]
         self.processors: list[Processor] = bundle["processors"]
         self.columns: list[str] = bundle["columns"]

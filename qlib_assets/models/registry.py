@@ -21,14 +21,26 @@ from qlib_assets.models.audit import AuditEntry, AuditLog
 from qlib_assets.models.dataset import feature_schema_hash
 
 STATE_TAG = "lifecycle_state"
-STATES = ("candidate", "validated", "staging", "production", "archived")
+STATES = (
+    "candidate",
+    "validated",
+    "rejected",
+    "staging",
+    "production",
+    "rolled_back",
+    "archived",
+)
 # production -> staging is a demotion; archived -> staging restores a version for a rollback.
+# rejected: a gate failed; rolled_back: removed from production by a rollback, promoted again
+# only after a new decision (rolled_back -> validated).
 TRANSITIONS: dict[str | None, frozenset[str]] = {
     None: frozenset({"candidate"}),
-    "candidate": frozenset({"validated", "archived"}),
+    "candidate": frozenset({"validated", "rejected", "archived"}),
     "validated": frozenset({"staging", "archived"}),
+    "rejected": frozenset({"archived"}),
     "staging": frozenset({"production", "validated", "archived"}),
-    "production": frozenset({"staging", "archived"}),
+    "production": frozenset({"staging", "rolled_back", "archived"}),
+    "rolled_back": frozenset({"validated", "archived"}),
     "archived": frozenset({"staging"}),
 }
 ALIASES = ("champion", "challenger", "canary")
@@ -160,8 +172,8 @@ class ModelRegistry:
         if alias not in ALIASES:
             raise IllegalTransition(f"{name}: unknown alias {alias!r}; use {ALIASES}")
         state = self.state(name, version)
-        if state == "archived":
-            raise IllegalTransition(f"{name} v{version} is archived and cannot be {alias}")
+        if state in ("archived", "rejected", "rolled_back"):
+            raise IllegalTransition(f"{name} v{version} is {state} and cannot be {alias}")
         previous = self.aliases(name).get(alias)
         self.client.set_registered_model_alias(name, alias, str(version))
         return self.audit.record(

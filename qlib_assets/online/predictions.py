@@ -93,7 +93,8 @@ def _input_columns(scorer: Scorer) -> list[str] | None:
     return None if schema is None else list(schema.input_names())
 
 
-def _score_window(scorer: Scorer, rows: pl.DataFrame, uri: str) -> pl.DataFrame:
+def score_rows(scorer: Scorer, rows: pl.DataFrame, uri: str) -> pl.DataFrame:
+    """``instrument, date, score`` of ``rows`` (keys and at least the model's features)."""
     wanted = _input_columns(scorer)
     if wanted is not None:
         missing = [c for c in wanted if c not in rows.columns]
@@ -176,7 +177,7 @@ def predict_sessions(
         rows = features.filter(
             pl.col("date").is_in(pl.Series(window_days, dtype=pl.Date).implode())
         )
-        parts.append(_score_window(load(uri), rows, uri))
+        parts.append(score_rows(load(uri), rows, uri))
         used[key] = uri
     frame = (
         pl.concat(parts).sort("date", "instrument")

@@ -7,9 +7,8 @@ import polars as pl
 
 from qlib_assets.models.registry import STATE_TAG, ModelRegistry
 from qlib_assets.models.specs import ModelSpec
-from qlib_assets.models.window_training import audit_log, platform_specs, spec_windows
+from qlib_assets.models.window_training import audit_log, platform_specs
 from qlib_assets.online.ensemble import average_ensemble
-from qlib_assets.online.predictions import PredictionResult, predict_sessions, scoring_features
 from qlib_assets.settings import Settings
 from qlib_assets.storage.lake import Lake
 
@@ -30,32 +29,6 @@ def online_model_uris(settings: Settings, spec: ModelSpec) -> dict[str, str]:
             continue
         newest[key] = max(newest.get(key, 0), int(mv.version))
     return {key: f"models:/{spec.name}/{version}" for key, version in newest.items()}
-
-
-def build_predictions(
-    settings: Settings, spec: ModelSpec, days: Sequence[date]
-) -> PredictionResult:
-    """Scores of ``days`` from each session's online model (PredUpdater semantics)."""
-    lake = Lake(settings.lake_dir)
-    available = [set(lake.days(source.asset)) for source in spec.features]
-    common = sorted(set.intersection(*available)) if available else []
-    if not common:
-        raise FileNotFoundError(f"{spec.ref}: none of its feature assets is materialized")
-    present = [d for d in days if d in set(common)]
-    features = (
-        scoring_features(lake, spec, present)
-        if present
-        else pl.DataFrame(schema={"instrument": pl.String(), "date": pl.Date()})
-    )
-    return predict_sessions(
-        spec,
-        spec_windows(settings, spec),
-        online_model_uris(settings, spec),
-        features,
-        days,
-        common[-1],
-        settings.mlflow_uri,
-    )
 
 
 def read_predictions(settings: Settings, days: Sequence[date]) -> dict[str, pl.DataFrame]:

@@ -54,8 +54,11 @@ def run_load(
     headers: Callable[[int], dict[str, str]] | None = None,
     workers: int = 64,
     timeout: float = 60.0,
+    until: Callable[[LoadResult], bool] | None = None,
+    max_seconds: float | None = None,
 ) -> LoadResult:
-    """POST ``body(i)`` to ``url`` at ``rate`` per second for ``seconds``."""
+    """POST ``body(i)`` to ``url`` at ``rate`` per second for ``seconds``; with ``until``, go
+    on past ``seconds`` (up to ``max_seconds``) until it holds for the answers so far."""
     result = LoadResult(rate, seconds)
     lock = threading.Lock()
     local = threading.local()
@@ -83,14 +86,21 @@ def run_load(
             if error is not None:
                 result.failures.append(error)
 
-    total = int(rate * seconds)
+    least = int(rate * seconds)
+    most = int(rate * (max_seconds or seconds))
     with ThreadPoolExecutor(workers, thread_name_prefix="load") as pool:
         started = time.perf_counter()
-        for index in range(total):
+        for index in range(most):
+            if index >= least:
+                with lock:
+                    done = until is None or until(result)
+                if done:
+                    break
             scheduled = started + index / rate
             pause = scheduled - time.perf_counter()
             if pause > 0:
                 time.sleep(pause)
             pool.submit(send, index, scheduled, started)
     result.versions.sort()
+    result.seconds = result.sent / rate
     return result

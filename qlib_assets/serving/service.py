@@ -23,7 +23,7 @@ import polars as pl
 
 from qlib_assets.models.registry import ModelRegistry
 from qlib_assets.models.specs import ModelSpec
-from qlib_assets.models.window_training import audit_log, platform_specs, serving_features
+from qlib_assets.models.window_training import audit_log, platform_specs
 from qlib_assets.online.ensemble import average_ensemble
 from qlib_assets.serving.canary import Canary, CanaryDecision, CanaryPolicy, routes_to_canary
 from qlib_assets.serving.inputs import (
@@ -194,11 +194,7 @@ class PredictionService:
 
     def _verify(self, model: LoadedModel) -> LoadedModel:
         spec = self.specs[model.spec]
-        latest = self.features.latest_session(spec)
-        sample = None
-        if latest is not None:
-            sample = self.features.frame(spec, latest, model.columns).to_pandas()
-        evidence = verify_model(model, self.registry, serving_features(self.settings, spec), sample)
+        evidence = verify_model(model, self.settings, self.registry, spec)
         return dataclasses.replace(model, verification=evidence)
 
     # -- canary -------------------------------------------------------------------------------
@@ -234,6 +230,36 @@ class PredictionService:
             return
         self.canaries[spec] = Canary(model, self._policy())
 
+    def _promote(
+        self, spec: str, version: str, reason: str, evidence: dict[str, Any]
+    ) -> str | None:
+        """Make the canary the champion through the lifecycle (approval, states, alias); the
+        refusal's reason, or None once this service serves it."""
+        from qlib_assets.lifecycle.champion import next_session_to_serve
+        from qlib_assets.lifecycle.promotion import last_promotion_session, promote
+
+        model = self.specs[spec]
+        try:
+            # A live service serves from now on: never before the latest assignment.
+            effective = next_session_to_serve(self.settings, model, version)
+            latest = last_promotion_session(self.settings, spec)
+            outcome = promote(
+                self.settings,
+                model,
+                version,
+                effective_from=max(effective, latest) if latest else effective,
+                actor=ACTOR,
+                reason=reason,
+                evidence=evidence,
+            )
+        except Exception as exc:
+            return f"{type(exc).__name__}: {exc}"
+        if not outcome.promoted:
+            return outcome.reason
+        self.deploy(spec, version, "canary promoted")
+        self._followed[(spec, self.alias)] = version
+        return None
+
     def set_canary_weight(self, spec: str, weight: float) -> Canary:
         canary = self.canaries.get(spec)
         if canary is None:
@@ -252,11 +278,12 @@ class PredictionService:
         version = canary.model.version
         evidence = {**decision.evidence, "reasons": list(decision.reasons), "env": self.env}
         reason = f"canary analysis: {decision.action}: {'; '.join(decision.reasons)}"
-        self.registry.client.set_model_version_tag(spec, version, "canary_result", decision.action)
         if decision.action == "promote":
-            self.registry.set_alias(spec, "champion", version, ACTOR, reason, evidence)
-            self.deploy(spec, version, "canary promoted")
-            self._followed[(spec, self.alias)] = version
+            refusal = self._promote(spec, version, reason, evidence)
+            if refusal is not None:
+                decision = CanaryDecision("rollback", (refusal,), decision.evidence)
+                reason = f"canary analysis passed but the promotion was refused: {refusal}"
+        self.registry.client.set_model_version_tag(spec, version, "canary_result", decision.action)
         self.registry.remove_alias(spec, CANARY_ALIAS, ACTOR, reason, evidence)
         self._followed[(spec, CANARY_ALIAS)] = None
         self.canaries.pop(spec, None)

@@ -16,6 +16,8 @@ import pytest
 from mlflow import MlflowClient
 
 from qlib_assets.features.alpha158 import compute_alpha158, compute_label
+from qlib_assets.lifecycle.gates import gate_version
+from qlib_assets.lifecycle.promotion import promote
 from qlib_assets.market.generator import MarketSpec, generate_market
 from qlib_assets.models.dataset import load_window_frame, window_days
 from qlib_assets.models.pyfunc import BUNDLE, QlibPyfuncModel, signature
@@ -25,7 +27,7 @@ from qlib_assets.models.specs import ModelSpec, RollingSection, load_specs
 from qlib_assets.models.tracking import experiment_name, train_and_track
 from qlib_assets.models.window_training import audit_log
 from qlib_assets.serving.server import ThreadServer
-from qlib_assets.settings import ServingSettings, Settings
+from qlib_assets.settings import LifecycleSettings, ServingSettings, Settings
 from qlib_assets.storage.lake import Lake
 
 MARKET = MarketSpec(
@@ -35,6 +37,8 @@ ROLLING = RollingSection(
     step=20, type="sliding", train_sessions=80, valid_sessions=20, trunc_days=3
 )
 SPEC = "lgbm_alpha158"
+# A 30-round model on 40 instruments may have a negative valid IC; the gates' other checks stay.
+LOW_IC_FLOOR = LifecycleSettings(ic_floor=-1.0)
 ADMIN_TOKEN = "test-admin-token"
 
 
@@ -56,7 +60,7 @@ class Platform:
 @pytest.fixture(scope="session")
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Platform:
     home = tmp_path_factory.mktemp("serving_platform")
-    settings = Settings(home=home, start_date=MARKET.start)
+    settings = Settings(home=home, start_date=MARKET.start, lifecycle=LOW_IC_FLOOR)
     settings.ensure_dirs()
     market = generate_market(MARKET)
     days = market.sessions
@@ -75,9 +79,10 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Platform:
             spec, window, data, tracking_uri=settings.mlflow_uri, audit=audit, actor="pytest"
         )
         versions.append(tracked.model_version)
-    ModelRegistry(settings.mlflow_uri, audit).set_alias(
-        SPEC, "champion", versions[0], "pytest", "seed"
-    )
+    served = load_specs()[SPEC]
+    for version in versions:
+        assert gate_version(settings, served, version).passed
+    promote(settings, served, versions[0], effective_from=days[-5], actor="pytest", reason="first")
     instruments = tuple(sorted(market.bars.get_column("instrument").unique().to_list()))
     return Platform(home, days, instruments, tuple(versions))
 
@@ -87,7 +92,8 @@ def copy_home(platform: Platform, target: Path) -> Path:
     target.mkdir(parents=True)
     for name in ("mlflow.db", "registry_audit.db"):
         shutil.copy2(platform.home / name, target / name)
-    (target / "lake").symlink_to(platform.home / "lake")
+    for name in ("lake", "lifecycle"):
+        (target / name).symlink_to(platform.home / name)
     return target
 
 
@@ -99,7 +105,13 @@ def serving_settings(home: Path, env: str = "dev", **serving: Any) -> Settings:
         "flush_seconds": 0.1,
         **serving,
     }
-    return Settings(home=home, start_date=MARKET.start, env=env, serving=ServingSettings(**config))
+    return Settings(
+        home=home,
+        start_date=MARKET.start,
+        env=env,
+        serving=ServingSettings(**config),
+        lifecycle=LOW_IC_FLOOR,
+    )
 
 
 @pytest.fixture

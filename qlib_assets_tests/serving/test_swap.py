@@ -7,8 +7,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from qlib_assets.models.registry import ModelRegistry
-from qlib_assets.models.window_training import audit_log
+from qlib_assets.lifecycle.promotion import promote
+from qlib_assets.models.specs import load_specs
 from qlib_assets.serving.load import LoadResult, run_load
 from qlib_assets.serving.server import ThreadServer
 from qlib_assets_tests.serving.conftest import ADMIN_TOKEN, SPEC, Platform, serving_settings
@@ -16,29 +16,39 @@ from qlib_assets_tests.serving.conftest import ADMIN_TOKEN, SPEC, Platform, serv
 
 def _swap_under_load(platform: Platform, home: Path, rate: float, seconds: float) -> LoadResult:
     settings = serving_settings(home)
-    registry = ModelRegistry(settings.mlflow_uri, audit_log(settings))
     old, new = platform.versions
     day = platform.sessions[-3].isoformat()
     names = list(platform.instruments[:5])
     with ThreadServer(settings) as server:
-        move = threading.Timer(
-            seconds / 3, registry.set_alias, (SPEC, "champion", new, "pytest", "swap under load")
-        )
+        spec = load_specs()[SPEC]
+        outcomes = []
+
+        def promote_new() -> None:
+            outcome = promote(
+                settings, spec, new, effective_from=platform.sessions[-2], actor="t", reason="swap"
+            )
+            outcomes.append(outcome)
+
+        move = threading.Timer(seconds / 4, promote_new)
         move.start()
         try:
+            # Past ``seconds``, the load goes on until 20 answers came from the new version.
             result = run_load(
                 f"{server.url}/v1/predict",
                 lambda i: {"date": day, "instruments": names},
                 rate,
                 seconds,
+                until=lambda done: sum(v == new for _, v in done.versions) >= 20,
+                max_seconds=seconds + 60,
             )
         finally:
             move.join()
         print(f"swap under load: {result.summary()}")
+        assert outcomes and outcomes[0].promoted, outcomes
         assert result.failed == 0, result.failures[:3]
-        assert result.sent == int(rate * seconds)
+        assert result.sent >= int(rate * seconds)
         served = [v for _, v in result.versions]
-        assert served[0] == old and served[-1] == new
+        assert served[0] == old and served[-1] == new, httpx.get(f"{server.url}/v1/models").text
         assert set(served) == {old, new}
 
         (view,) = httpx.get(f"{server.url}/v1/models").json()["specs"]
@@ -61,7 +71,7 @@ def _swap_under_load(platform: Platform, home: Path, rate: float, seconds: float
 def test_an_alias_move_swaps_slots_with_zero_failed_requests(
     platform: Platform, home: Path
 ) -> None:
-    _swap_under_load(platform, home, rate=40, seconds=4)
+    _swap_under_load(platform, home, rate=20, seconds=8)
 
 
 @pytest.mark.slow

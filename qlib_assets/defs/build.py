@@ -13,6 +13,7 @@ from qlib_assets.defs.models import build_model_defs
 from qlib_assets.defs.monitoring import build_monitoring_defs
 from qlib_assets.defs.online import build_online_defs
 from qlib_assets.defs.qlib_data import build_qlib_data_defs
+from qlib_assets.defs.serving import build_serving_defs
 from qlib_assets.instance import set_sqlite_synchronous
 from qlib_assets.settings import Settings
 
@@ -30,5 +31,6 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         build_monitoring_defs(settings, trading_days),
         build_automation_defs(settings),
         build_lifecycle_defs(settings, trading_days),
+        build_serving_defs(settings),
         dg.Definitions(resources={LAKE: LakeResource(root=str(settings.lake_dir))}),
     )

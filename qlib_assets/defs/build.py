@@ -5,6 +5,7 @@ import dagster as dg
 from qlib_assets.calendar import trading_days_partitions
 from qlib_assets.defs.automation import build_automation_defs
 from qlib_assets.defs.daily import LAKE, LakeResource
+from qlib_assets.defs.deployment import build_deployment_defs
 from qlib_assets.defs.evaluation import build_evaluation_defs
 from qlib_assets.defs.features import build_feature_defs
 from qlib_assets.defs.lifecycle import build_lifecycle_defs
@@ -32,5 +33,6 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         build_automation_defs(settings),
         build_lifecycle_defs(settings, trading_days),
         build_serving_defs(settings),
+        build_deployment_defs(settings),
         dg.Definitions(resources={LAKE: LakeResource(root=str(settings.lake_dir))}),
     )

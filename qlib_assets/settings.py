@@ -94,6 +94,61 @@ class AutomationSettings(BaseModel):
     )
 
 
+class ServingSettings(BaseModel):
+    """The prediction service (``qlib-assets serve``) and its deployment pipeline."""
+
+    host: str = Field("127.0.0.1", description="Interface the service binds.")
+    ports: dict[str, int] = Field(
+        default_factory=lambda: {"dev": 8015, "staging": 8115, "prod": 8215},
+        description="Port of the service per environment (staging and prod run side by side).",
+    )
+    aliases: dict[str, str] = Field(
+        default_factory=lambda: {"dev": "champion", "staging": "challenger", "prod": "champion"},
+        description="Registry alias each environment's service follows.",
+    )
+    specs: list[str] = Field(
+        default_factory=list,
+        description="Specs served; empty: every platform spec whose alias is set.",
+    )
+    poll_seconds: float = Field(2.0, description="How often the service re-reads the aliases.")
+    admin_token: str | None = Field(
+        None,
+        description="Bearer token of the admin endpoints; without one every admin call is refused.",
+    )
+    api_keys: list[str] = Field(
+        default_factory=list,
+        description="Keys accepted in X-API-Key on prediction endpoints; empty: open.",
+    )
+    flush_seconds: float = Field(
+        0.25, description="Request log: the writer appends what is buffered at least this often."
+    )
+    flush_rows: int = Field(2000, description="Request log: or as soon as this many are buffered.")
+    p99_ms: float = Field(250.0, description="Latency bound (p99) of a prediction request.")
+    max_error_rate: float = Field(0.01, description="Share of 5xx answers that is a breach.")
+    canary_weight: float = Field(
+        10.0, description="Percent of clients (sticky by client-id hash) routed to the canary."
+    )
+    canary_min_requests: int = Field(200, description="Canary analysis after this many ...")
+    canary_max_minutes: float = Field(30.0, description="... or this many minutes.")
+    canary_p99_ratio: float = Field(1.5, description="Canary p99 may be this x the champion's.")
+    canary_max_ks: float = Field(
+        0.6,
+        description="Largest Kolmogorov-Smirnov distance of canary vs champion scores: catches "
+        "collapsed or diverged outputs; two adjacent rolling windows differ by ~0.5.",
+    )
+    strategy: Literal["blue-green", "canary"] = Field(
+        "blue-green", description="How the deployment pipeline moves a version to prod."
+    )
+    perf_rate: float = Field(50.0, description="Performance test: requests per second ...")
+    perf_seconds: float = Field(5.0, description="... for this long, against staging.")
+
+    def port(self, env: str) -> int:
+        return self.ports[env]
+
+    def alias(self, env: str) -> str:
+        return self.aliases[env]
+
+
 class LifecycleSettings(BaseModel):
     """Gates, promotion policies, approvals, fallback and rollback of model versions."""
 
@@ -172,6 +227,7 @@ class Settings(BaseSettings):
     landing: LandingSettings = Field(default_factory=LandingSettings)
     monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
     automation: AutomationSettings = Field(default_factory=AutomationSettings)
+    serving: ServingSettings = Field(default_factory=ServingSettings)
     lifecycle: LifecycleSettings = Field(default_factory=LifecycleSettings)
     indicator_params: dict[str, Any] = Field(
         default_factory=dict,
@@ -243,6 +299,10 @@ class Settings(BaseSettings):
     @property
     def mlflow_artifacts(self) -> Path:
         return self.root / "mlartifacts"
+
+    @property
+    def serving_dir(self) -> Path:
+        return self.root / "serving" / self.env
 
     @property
     def mlflow_uri(self) -> str:

@@ -5,6 +5,7 @@ import dagster as dg
 from qlib_assets.calendar import trading_days_partitions
 from qlib_assets.defs.automation import build_automation_defs
 from qlib_assets.defs.daily import LAKE, LakeResource
+from qlib_assets.defs.deployment import build_deployment_defs
 from qlib_assets.defs.evaluation import build_evaluation_defs
 from qlib_assets.defs.features import build_feature_defs
 from qlib_assets.defs.landing import build_landing_defs
@@ -14,6 +15,7 @@ from qlib_assets.defs.models import build_model_defs
 from qlib_assets.defs.monitoring import build_monitoring_defs
 from qlib_assets.defs.online import build_online_defs
 from qlib_assets.defs.qlib_data import build_qlib_data_defs
+from qlib_assets.defs.serving import build_serving_defs
 from qlib_assets.instance import set_sqlite_synchronous
 from qlib_assets.runs.pool_wait import install_pool_wait_fix
 from qlib_assets.settings import Settings
@@ -34,5 +36,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         build_monitoring_defs(settings, trading_days),
         build_automation_defs(settings),
         build_lifecycle_defs(settings, trading_days),
+        build_serving_defs(settings),
+        build_deployment_defs(settings),
         dg.Definitions(resources={LAKE: LakeResource(root=str(settings.lake_dir))}),
     )

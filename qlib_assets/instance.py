@@ -1,7 +1,6 @@
 """The embedded Dagster instance: DAGSTER_HOME under the settings' home, with our dagster.yaml."""
 
 import os
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -9,11 +8,8 @@ import dagster as dg
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
+from qlib_assets.operations.deployment import install_instance_config, size_pools
 from qlib_assets.settings import Settings
-
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-INSTANCE_CONFIG = PROJECT_ROOT / "dagster.yaml"
-
 
 _SYNC_MODES = ("FULL", "NORMAL")
 
@@ -49,20 +45,19 @@ _PRAGMA = _SynchronousPragma()
 
 
 def prepare_dagster_home(settings: Settings) -> Path:
-    """Point DAGSTER_HOME at the home folder's instance and install the project's dagster.yaml."""
+    """Point DAGSTER_HOME at the home folder's instance and install the dagster.yaml that
+    ``operations.instance`` selects (the project's embedded one by default)."""
     settings.ensure_dirs()
     home = settings.dagster_home
-    target = home / "dagster.yaml"
-    if not INSTANCE_CONFIG.is_file():
-        raise FileNotFoundError(
-            f"{INSTANCE_CONFIG} is missing: qlib-assets runs from a checkout (pip install -e .)"
-        )
-    if not target.is_file() or target.read_bytes() != INSTANCE_CONFIG.read_bytes():
-        shutil.copyfile(INSTANCE_CONFIG, target)
+    install_instance_config(settings.operations, home)
     os.environ["DAGSTER_HOME"] = str(home)
     return home
 
 
 def embedded_instance(settings: Settings) -> dg.DagsterInstance:
+    """The instance ``operations.instance`` selects (embedded SQLite by default), its training
+    pool sized from the machine."""
     prepare_dagster_home(settings)
-    return dg.DagsterInstance.get()
+    instance = dg.DagsterInstance.get()
+    size_pools(instance)
+    return instance

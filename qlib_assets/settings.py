@@ -18,6 +18,8 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from qlib_assets.operations.config import OperationsSettings
+
 CONFIG_ENV_VAR = "QLIB_ASSETS_CONFIG"
 
 
@@ -96,6 +98,7 @@ class Settings(BaseSettings):
     )
     validation: ValidationSettings = Field(default_factory=ValidationSettings)
     monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
+    operations: OperationsSettings = Field(default_factory=OperationsSettings)
     indicator_params: dict[str, Any] = Field(
         default_factory=dict,
         description="Indicator family -> parameter overrides, a list of them, or null to drop "
@@ -139,7 +142,7 @@ class Settings(BaseSettings):
 
     @property
     def lake_dir(self) -> Path:
-        return self.root / "lake"
+        return self.operations.lake_dir or self.root / "lake"
 
     @property
     def quarantine_dir(self) -> Path:
@@ -147,7 +150,7 @@ class Settings(BaseSettings):
 
     @property
     def qlib_data_dir(self) -> Path:
-        return self.root / "qlib_data"
+        return self.operations.qlib_provider_dir or self.root / "qlib_data"
 
     @property
     def dagster_home(self) -> Path:
@@ -159,7 +162,7 @@ class Settings(BaseSettings):
 
     @property
     def mlflow_uri(self) -> str:
-        return f"sqlite:///{self.root / 'mlflow.db'}"
+        return self.operations.mlflow_tracking_uri or f"sqlite:///{self.root / 'mlflow.db'}"
 
     def ensure_dirs(self) -> None:
         for path in (

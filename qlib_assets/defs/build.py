@@ -12,6 +12,7 @@ from qlib_assets.defs.monitoring import build_monitoring_defs
 from qlib_assets.defs.online import build_online_defs
 from qlib_assets.defs.qlib_data import build_qlib_data_defs
 from qlib_assets.instance import set_sqlite_synchronous
+from qlib_assets.operations.deployment import executor_definition
 from qlib_assets.settings import Settings
 
 
@@ -27,4 +28,5 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         build_evaluation_defs(settings, trading_days),
         build_monitoring_defs(settings, trading_days),
         build_automation_defs(settings),
+        dg.Definitions(executor=executor_definition(settings.operations)),
     )

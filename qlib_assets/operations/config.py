@@ -88,6 +88,11 @@ class OperationsSettings(BaseModel):
     qlib_provider_dir: Path | None = Field(
         None, description="Qlib provider folder (shared filesystem; see the provider lock)."
     )
+    database_url: str | None = Field(
+        None,
+        description="SQLAlchemy URL of the operations tables (resource_usage, budget_audit); "
+        "default: SQLite <home>/operations.db.",
+    )
     celery_broker: str = Field(
         "pyamqp://guest:guest@127.0.0.1:5672//", description="Celery broker URL (RabbitMQ)."
     )

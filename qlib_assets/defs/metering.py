@@ -1,0 +1,72 @@
+"""Resource accounting of asset steps: one decorator, between ``@dg.asset`` and the body.
+
+The body runs inside :func:`qlib_assets.operations.accounting.measure`; the figures are added
+to every materialization's metadata and appended to the ``resource_usage`` table.
+"""
+
+import functools
+import inspect
+import socket
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import dagster as dg
+
+from qlib_assets.operations.accounting import ResourceUsage, measure
+from qlib_assets.operations.store import OperationsStore, StepIdentity, default_operations_url
+from qlib_assets.settings import Settings
+
+KIND_TAG = "qlib_assets/kind"
+
+
+def operations_store(settings: Settings) -> OperationsStore:
+    return OperationsStore(
+        settings.operations.database_url or default_operations_url(settings.root)
+    )
+
+
+def run_kind(tags: dict[str, str]) -> str | None:
+    """The run's kind tag; a run launched by a backfill is a backfill unless tagged otherwise."""
+    if KIND_TAG in tags:
+        return tags[KIND_TAG]
+    return "backfill" if "dagster/backfill" in tags else None
+
+
+def step_identity(context: dg.AssetExecutionContext) -> StepIdentity:
+    spec = next(iter(context.assets_def.specs))
+    partitions = tuple(context.partition_keys) if context.has_partition_key_range else ()
+    if not partitions and context.has_partition_key:
+        partitions = (context.partition_key,)
+    return StepIdentity(
+        run_id=context.run_id,
+        step_key=context.get_step_execution_context().step.key,
+        asset=context.asset_key.to_user_string(),
+        partitions=partitions,
+        spec=spec.tags.get("spec"),
+        host=socket.gethostname(),
+        run_kind=run_kind(dict(context.run.tags)),
+    )
+
+
+def _with_usage(event: Any, usage: ResourceUsage) -> Any:
+    if isinstance(event, dg.MaterializeResult):
+        return event._replace(metadata={**(event.metadata or {}), **usage.as_metadata()})
+    return event
+
+
+def metered(settings: Settings) -> Callable[[Callable[..., Any]], Callable[..., Iterator[Any]]]:
+    """Measure the asset body; its events are emitted once it is done, with the figures."""
+
+    def decorate(body: Callable[..., Any]) -> Callable[..., Iterator[Any]]:
+        @functools.wraps(body)
+        def wrapper(context: dg.AssetExecutionContext, *args: Any, **kwargs: Any) -> Iterator[Any]:
+            with measure() as usage:
+                out = body(context, *args, **kwargs)
+                events = list(out) if inspect.isgenerator(out) else [out]
+            operations_store(settings).record_usage(step_identity(context), usage)
+            for event in events:
+                yield _with_usage(event, usage)
+
+        return wrapper
+
+    return decorate

@@ -1,0 +1,54 @@
+"""Step measurement: known work shows up in the figures, and in metadata and resource_usage."""
+
+import time
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+
+from qlib_assets.defs.metering import metered, operations_store
+from qlib_assets.operations.accounting import measure
+from qlib_assets.settings import Settings
+
+
+def _spin(seconds: float) -> None:
+    end = time.process_time() + seconds
+    while time.process_time() < end:
+        pass
+
+
+def test_measure_sees_cpu_memory_time_and_writes(tmp_path: Path) -> None:
+    with measure() as usage:
+        block = np.ones(48 * 2**20, dtype=np.float64)  # 384 MB, touched
+        (tmp_path / "out.bin").write_bytes(b"x" * 5_000_000)
+        _spin(0.3)
+        del block
+    assert usage.cpu_seconds >= 0.3
+    assert usage.wall_seconds >= usage.cpu_seconds * 0.5
+    assert usage.bytes_written >= 5_000_000
+    with measure() as idle:
+        time.sleep(0.2)
+    assert usage.peak_memory_mb >= idle.peak_memory_mb + 300
+    assert idle.cpu_seconds < 0.15
+    assert idle.bytes_written < 100_000
+
+
+def test_metered_asset_records_metadata_and_a_usage_row(settings: Settings) -> None:
+    @dg.asset(partitions_def=dg.StaticPartitionsDefinition(["a", "b"]), tags={"spec": "s1"})
+    @metered(settings)
+    def busy(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+        _spin(0.2)
+        return dg.MaterializeResult(metadata={"rows": 3})
+
+    result = dg.materialize([busy], partition_key="b", tags={"qlib_assets/kind": "tuning"})
+    assert result.success
+    metadata = result.asset_materializations_for_node("busy")[0].metadata
+    assert metadata["rows"].value == 3
+    assert metadata["cpu_seconds"].value >= 0.2
+    assert {"peak_memory_mb", "wall_seconds", "bytes_written"} <= metadata.keys()
+    rows = operations_store(settings).usage()
+    assert rows.height == 1
+    row = rows.row(0, named=True)
+    assert (row["run_id"], row["asset"], row["spec"]) == (result.run_id, "busy", "s1")
+    assert (row["first_partition"], row["partitions"], row["run_kind"]) == ("b", 1, "tuning")
+    assert row["cpu_seconds"] == metadata["cpu_seconds"].value

@@ -10,6 +10,7 @@ from qlib_assets.defs.market import build_market_defs
 from qlib_assets.defs.models import build_model_defs
 from qlib_assets.defs.monitoring import build_monitoring_defs
 from qlib_assets.defs.online import build_online_defs
+from qlib_assets.defs.operations import build_operations_defs
 from qlib_assets.defs.qlib_data import build_qlib_data_defs
 from qlib_assets.instance import set_sqlite_synchronous
 from qlib_assets.operations.deployment import executor_definition
@@ -28,5 +29,6 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         build_evaluation_defs(settings, trading_days),
         build_monitoring_defs(settings, trading_days),
         build_automation_defs(settings),
+        build_operations_defs(settings),
         dg.Definitions(executor=executor_definition(settings.operations)),
     )

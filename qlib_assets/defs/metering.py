@@ -13,16 +13,10 @@ from typing import Any
 import dagster as dg
 
 from qlib_assets.operations.accounting import ResourceUsage, measure
-from qlib_assets.operations.store import OperationsStore, StepIdentity, default_operations_url
+from qlib_assets.operations.store import StepIdentity, operations_store
 from qlib_assets.settings import Settings
 
 KIND_TAG = "qlib_assets/kind"
-
-
-def operations_store(settings: Settings) -> OperationsStore:
-    return OperationsStore(
-        settings.operations.database_url or default_operations_url(settings.root)
-    )
 
 
 def run_kind(tags: dict[str, str]) -> str | None:
@@ -63,7 +57,9 @@ def metered(settings: Settings) -> Callable[[Callable[..., Any]], Callable[..., 
             with measure() as usage:
                 out = body(context, *args, **kwargs)
                 events = list(out) if inspect.isgenerator(out) else [out]
-            operations_store(settings).record_usage(step_identity(context), usage)
+            operations_store(settings.operations, settings.root).record_usage(
+                step_identity(context), usage
+            )
             for event in events:
                 yield _with_usage(event, usage)
 

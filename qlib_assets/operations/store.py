@@ -13,6 +13,7 @@ import polars as pl
 import sqlalchemy as sa
 
 from qlib_assets.operations.accounting import ResourceUsage
+from qlib_assets.operations.config import OperationsSettings
 
 METADATA = sa.MetaData()
 
@@ -69,6 +70,10 @@ USAGE_SCHEMA = {
 
 def default_operations_url(home: Path) -> str:
     return f"sqlite:///{home / 'operations.db'}"
+
+
+def operations_store(ops: OperationsSettings, home: Path) -> "OperationsStore":
+    return OperationsStore(ops.database_url or default_operations_url(home))
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,9 @@ from pathlib import Path
 import dagster as dg
 import numpy as np
 
-from qlib_assets.defs.metering import metered, operations_store
+from qlib_assets.defs.metering import metered
 from qlib_assets.operations.accounting import measure
+from qlib_assets.operations.store import operations_store
 from qlib_assets.settings import Settings
 
 
@@ -46,7 +47,7 @@ def test_metered_asset_records_metadata_and_a_usage_row(settings: Settings) -> N
     assert metadata["rows"].value == 3
     assert metadata["cpu_seconds"].value >= 0.2
     assert {"peak_memory_mb", "wall_seconds", "bytes_written"} <= metadata.keys()
-    rows = operations_store(settings).usage()
+    rows = operations_store(settings.operations, settings.root).usage()
     assert rows.height == 1
     row = rows.row(0, named=True)
     assert (row["run_id"], row["asset"], row["spec"]) == (result.run_id, "busy", "s1")

@@ -73,7 +73,10 @@ def default_operations_url(home: Path) -> str:
 
 
 def operations_store(ops: OperationsSettings, home: Path) -> "OperationsStore":
-    return OperationsStore(ops.database_url or default_operations_url(home))
+    if ops.database_url:
+        return OperationsStore(ops.database_url)
+    home.mkdir(parents=True, exist_ok=True)
+    return OperationsStore(default_operations_url(home))
 
 
 @dataclass(frozen=True)

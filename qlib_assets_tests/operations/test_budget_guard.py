@@ -5,6 +5,13 @@ from pathlib import Path
 import dagster as dg
 import pytest
 import yaml
+from dagster._core.remote_origin import (
+    InProcessCodeLocationOrigin,
+    RemoteJobOrigin,
+    RemoteRepositoryOrigin,
+)
+from dagster._core.test_utils import create_run_for_test
+from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 from dagster._utils.tags import TagConcurrencyLimitsCounter
 
 from qlib_assets.defs.operations import build_operations_defs, notifier_resource
@@ -67,9 +74,20 @@ def test_hold_alert_audit_and_release(tmp_path: Path, webhook: Inbox) -> None:
         ResourceUsage(cpu_seconds=3240, peak_memory_mb=100, wall_seconds=3300),
     )
     with dg.instance_for_test() as instance:
+        origin = RemoteJobOrigin(
+            RemoteRepositoryOrigin(
+                InProcessCodeLocationOrigin(LoadableTargetOrigin(python_file=__file__)),
+                "__repository__",
+            ),
+            "some_job",
+        )
         runs = {
-            name: instance.create_run_for_job(
-                some_job, status=dg.DagsterRunStatus.QUEUED, tags=tags
+            name: create_run_for_test(
+                instance,
+                job_name="some_job",
+                status=dg.DagsterRunStatus.QUEUED,
+                tags=tags,
+                remote_job_origin=origin,
             ).run_id
             for name, tags in RUNS.items()
         }

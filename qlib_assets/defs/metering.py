@@ -1,7 +1,10 @@
-"""Resource accounting of asset steps: one decorator, between ``@dg.asset`` and the body.
+"""Resource accounting of asset steps: ``metered`` wraps an asset body.
 
 The body runs inside :func:`qlib_assets.operations.accounting.measure`; the figures are added
-to every materialization's metadata and appended to the ``resource_usage`` table.
+to every materialization's metadata and appended to the ``resource_usage`` table. The wrapper
+asks Dagster for the ``operations_store`` resource by adding a parameter to the signature
+Dagster reads, so the body itself stays as it is. ``DailyAssets.asset`` applies it to every
+daily asset; assets outside that helper apply it as a decorator under ``@dg.asset``.
 """
 
 import functools
@@ -13,10 +16,19 @@ from typing import Any
 import dagster as dg
 
 from qlib_assets.operations.accounting import ResourceUsage, measure
-from qlib_assets.operations.store import StepIdentity, operations_store
-from qlib_assets.settings import Settings
+from qlib_assets.operations.store import OperationsStore, StepIdentity
 
 KIND_TAG = "qlib_assets/kind"
+STORE_PARAM = "operations_store"
+
+
+class OperationsStoreResource(dg.ConfigurableResource):
+    """Where step measurements (and budget holds) are recorded."""
+
+    url: str
+
+    def store(self) -> OperationsStore:
+        return OperationsStore(self.url)
 
 
 def run_kind(tags: dict[str, str]) -> str | None:
@@ -28,8 +40,10 @@ def run_kind(tags: dict[str, str]) -> str | None:
 
 def step_identity(context: dg.AssetExecutionContext) -> StepIdentity:
     spec = next(iter(context.assets_def.specs))
-    partitions = tuple(context.partition_keys) if context.has_partition_key_range else ()
-    if not partitions and context.has_partition_key:
+    partitions: tuple[str, ...] = ()
+    if context.has_partition_key_range:
+        partitions = tuple(context.partition_keys)
+    elif context.has_partition_key:
         partitions = (context.partition_key,)
     return StepIdentity(
         run_id=context.run_id,
@@ -48,21 +62,24 @@ def _with_usage(event: Any, usage: ResourceUsage) -> Any:
     return event
 
 
-def metered(settings: Settings) -> Callable[[Callable[..., Any]], Callable[..., Iterator[Any]]]:
+def metered(body: Callable[..., Any]) -> Callable[..., Iterator[Any]]:
     """Measure the asset body; its events are emitted once it is done, with the figures."""
 
-    def decorate(body: Callable[..., Any]) -> Callable[..., Iterator[Any]]:
-        @functools.wraps(body)
-        def wrapper(context: dg.AssetExecutionContext, *args: Any, **kwargs: Any) -> Iterator[Any]:
-            with measure() as usage:
-                out = body(context, *args, **kwargs)
-                events = list(out) if inspect.isgenerator(out) else [out]
-            operations_store(settings.operations, settings.root).record_usage(
-                step_identity(context), usage
-            )
-            for event in events:
-                yield _with_usage(event, usage)
+    @functools.wraps(body)
+    def wrapper(context: dg.AssetExecutionContext, *args: Any, **kwargs: Any) -> Iterator[Any]:
+        resource: OperationsStoreResource = kwargs.pop(STORE_PARAM)
+        with measure() as usage:
+            out = body(context, *args, **kwargs)
+            events = list(out) if inspect.isgenerator(out) else [out]
+        resource.store().record_usage(step_identity(context), usage)
+        for event in events:
+            yield _with_usage(event, usage)
 
-        return wrapper
-
-    return decorate
+    signature = inspect.signature(body)
+    extra = inspect.Parameter(
+        STORE_PARAM, inspect.Parameter.KEYWORD_ONLY, annotation=OperationsStoreResource
+    )
+    wrapper.__signature__ = signature.replace(  # type: ignore[attr-defined]
+        parameters=[*signature.parameters.values(), extra]
+    )
+    return wrapper

@@ -7,6 +7,7 @@ import dagster as dg
 
 from qlib_assets.asset_keys import model_asset
 from qlib_assets.defs.daily import code_version
+from qlib_assets.defs.metering import metered
 from qlib_assets.defs.png import png_metadata
 from qlib_assets.defs.resources import MLflowTracking, mlflow_resource
 from qlib_assets.models.specs import ModelSpec
@@ -53,6 +54,7 @@ def _model_asset(settings: Settings, spec: ModelSpec) -> dg.AssetsDefinition:
         f"registered version per {spec.rolling.type} window of {spec.rolling.step} "
         "session(s); partition key = the window's first test session.",
     )
+    @metered
     def model(context: dg.AssetExecutionContext, mlflow: MLflowTracking) -> dg.MaterializeResult:
         key = context.partition_key
         tags = {

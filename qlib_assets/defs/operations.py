@@ -5,12 +5,13 @@ from datetime import UTC, datetime
 import dagster as dg
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
+from qlib_assets.defs.metering import STORE_PARAM, OperationsStoreResource
 from qlib_assets.defs.png import png_metadata
 from qlib_assets.operations.budget import BUDGET_TAG, HELD, RELEASED, budget_status, plan_guard
 from qlib_assets.operations.config import AlertSettings
 from qlib_assets.operations.cost import cost_report, folder_sizes, plot_cost
 from qlib_assets.operations.notifier import Alert, Delivery, notify
-from qlib_assets.operations.store import operations_store
+from qlib_assets.operations.store import operations_store, operations_url
 from qlib_assets.operations.waste import find_waste
 from qlib_assets.settings import Settings
 
@@ -209,5 +210,8 @@ def build_operations_defs(settings: Settings) -> dg.Definitions:
     return dg.Definitions(
         assets=[cost_report_asset, waste_report],
         sensors=[run_failure_alert, check_alerts, budget_guard],
-        resources={"notifier": notifier_resource(settings)},
+        resources={
+            "notifier": notifier_resource(settings),
+            STORE_PARAM: OperationsStoreResource(url=operations_url(ops, settings.root)),
+        },
     )

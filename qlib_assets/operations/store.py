@@ -72,11 +72,15 @@ def default_operations_url(home: Path) -> str:
     return f"sqlite:///{home / 'operations.db'}"
 
 
-def operations_store(ops: OperationsSettings, home: Path) -> "OperationsStore":
+def operations_url(ops: OperationsSettings, home: Path) -> str:
     if ops.database_url:
-        return OperationsStore(ops.database_url)
+        return ops.database_url
     home.mkdir(parents=True, exist_ok=True)
-    return OperationsStore(default_operations_url(home))
+    return default_operations_url(home)
+
+
+def operations_store(ops: OperationsSettings, home: Path) -> "OperationsStore":
+    return OperationsStore(operations_url(ops, home))
 
 
 @dataclass(frozen=True)

@@ -6,9 +6,9 @@ from pathlib import Path
 import dagster as dg
 import numpy as np
 
-from qlib_assets.defs.metering import metered
+from qlib_assets.defs.metering import STORE_PARAM, OperationsStoreResource, metered
 from qlib_assets.operations.accounting import measure
-from qlib_assets.operations.store import operations_store
+from qlib_assets.operations.store import operations_store, operations_url
 from qlib_assets.settings import Settings
 
 
@@ -36,12 +36,18 @@ def test_measure_sees_cpu_memory_time_and_writes(tmp_path: Path) -> None:
 
 def test_metered_asset_records_metadata_and_a_usage_row(settings: Settings) -> None:
     @dg.asset(partitions_def=dg.StaticPartitionsDefinition(["a", "b"]), tags={"spec": "s1"})
-    @metered(settings)
+    @metered
     def busy(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         _spin(0.2)
         return dg.MaterializeResult(metadata={"rows": 3})
 
-    result = dg.materialize([busy], partition_key="b", tags={"qlib_assets/kind": "tuning"})
+    store = OperationsStoreResource(url=operations_url(settings.operations, settings.root))
+    result = dg.materialize(
+        [busy],
+        partition_key="b",
+        tags={"qlib_assets/kind": "tuning"},
+        resources={STORE_PARAM: store},
+    )
     assert result.success
     metadata = result.asset_materializations_for_node("busy")[0].metadata
     assert metadata["rows"].value == 3

@@ -157,8 +157,8 @@ class Settings(BaseSettings):
         return self.root / "dagster"
 
     @property
-    def mlflow_artifacts(self) -> Path:
-        return self.root / "mlartifacts"
+    def mlflow_artifacts(self) -> Path | str:
+        return self.operations.mlflow_artifact_root or self.root / "mlartifacts"
 
     @property
     def mlflow_uri(self) -> str:

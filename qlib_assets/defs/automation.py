@@ -17,6 +17,7 @@ from qlib_assets.online.routine import (
     due_retrains,
     latest_trainable_window,
 )
+from qlib_assets.operations.scheduling import training_priority_tags
 from qlib_assets.settings import Settings
 
 
@@ -31,7 +32,11 @@ def build_automation_defs(settings: Settings) -> dg.Definitions:
         *(model_asset(n) for n in platform_specs(settings)), "backtest"
     )
     train_jobs = [
-        dg.define_asset_job(training_job_name(name), selection=[model_asset(name)])
+        dg.define_asset_job(
+            training_job_name(name),
+            selection=[model_asset(name)],
+            tags=training_priority_tags(settings.operations, name),
+        )
         for name in platform_specs(settings)
     ]
 

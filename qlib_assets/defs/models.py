@@ -12,6 +12,7 @@ from qlib_assets.defs.png import png_metadata
 from qlib_assets.defs.resources import MLflowTracking, mlflow_resource
 from qlib_assets.models.specs import ModelSpec
 from qlib_assets.models.window_training import platform_specs, spec_windows, train_spec_window
+from qlib_assets.operations.scheduling import training_priority_tags
 from qlib_assets.settings import Settings
 
 GROUP = "models"
@@ -48,6 +49,7 @@ def _model_asset(settings: Settings, spec: ModelSpec) -> dg.AssetsDefinition:
         ],
         code_version=version,
         pool="training",
+        op_tags=training_priority_tags(settings.operations, spec.name),
         kinds={"mlflow", "qlib"},
         tags={"spec": spec.name},
         description=f"{spec.description or spec.name} ({spec.ref}): one MLflow run and one "

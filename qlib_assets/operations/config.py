@@ -107,6 +107,11 @@ class OperationsSettings(BaseModel):
         ge=1,
         description="Steps one run executes at once; default: sized from the machine at start.",
     )
+    training_priority: dict[str, int] = Field(
+        default_factory=dict,
+        description="Spec name -> priority (higher first, 0 by default, at most 10): orders "
+        "queued training runs (dagster/priority) and waiting training steps on Celery.",
+    )
     prices: Prices = Field(default_factory=Prices)
     budget: BudgetSettings = Field(default_factory=BudgetSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)

@@ -1,13 +1,17 @@
 """Step measurement: known work shows up in the figures, and in metadata and resource_usage."""
 
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
 import numpy as np
+import polars as pl
+import pytest
 
 from qlib_assets.defs.metering import STORE_PARAM, OperationsStoreResource, metered
 from qlib_assets.operations.accounting import measure
+from qlib_assets.operations.daily_graph import busy_seconds
 from qlib_assets.operations.store import operations_store, operations_url
 from qlib_assets.settings import Settings
 
@@ -59,3 +63,16 @@ def test_metered_asset_records_metadata_and_a_usage_row(settings: Settings) -> N
     assert (row["run_id"], row["asset"], row["spec"]) == (result.run_id, "busy", "s1")
     assert (row["first_partition"], row["partitions"], row["run_kind"]) == ("b", 1, "tuning")
     assert row["cpu_seconds"] == metadata["cpu_seconds"].value
+
+
+def test_busy_seconds_is_the_union_of_step_intervals() -> None:
+    end = datetime(2026, 1, 5, 12, 0, 10, tzinfo=UTC)
+    usage = pl.DataFrame(
+        {
+            # [0, 10] and [5, 8] overlap; [20, 23] stands alone: 13 s busy out of 23.
+            "at": [end, end - timedelta(seconds=2), end + timedelta(seconds=13)],
+            "wall_seconds": [10.0, 3.0, 3.0],
+        }
+    )
+    assert busy_seconds(usage) == pytest.approx(13.0)
+    assert busy_seconds(usage.head(0)) == 0.0

@@ -17,9 +17,10 @@ from mlflow import MlflowClient
 from qlib_assets.calendar import sessions
 from qlib_assets.instance import embedded_instance
 from qlib_assets.market.generator import MarketSpec, generate_market, write_landing
-from qlib_assets.models.specs import SPECS_DIR, load_specs
+from qlib_assets.models.specs import load_specs
 from qlib_assets.models.tracking import experiment_name
-from qlib_assets.models.window_training import spec_windows
+from qlib_assets.operations.daily_graph import QUICK_SPEC as SPEC
+from qlib_assets.operations.daily_graph import daily_graph_stages, write_quick_spec
 from qlib_assets.operations.launch import execute_range
 from qlib_assets.operations.services import (
     ADMIN_URL,
@@ -33,7 +34,6 @@ from qlib_assets.settings import Settings, load_settings
 
 START, END = date(2021, 1, 4), date(2021, 9, 30)
 DAYS = sessions("XSHG", START, END)
-SPEC = "lgbm_alpha158"
 MARKET = MarketSpec(instruments=40, start=START, end=END, seed=11, effect_strength=0.15)
 
 
@@ -42,37 +42,6 @@ def _require_servers() -> None:
         pytest.skip("PostgreSQL is not reachable at 127.0.0.1:5432; the scale-out test needs it")
     if not reachable(BROKER_URL, 5672):
         pytest.skip("RabbitMQ is not reachable at 127.0.0.1:5672; the Celery test needs it")
-
-
-def write_small_spec(folder: Path) -> Path:
-    """The shipped LightGBM spec on a short sliding layout, one thread, few rounds."""
-    folder.mkdir(parents=True, exist_ok=True)
-    spec = yaml.safe_load((SPECS_DIR / f"{SPEC}.yaml").read_text())
-    spec["model"]["kwargs"] |= {"num_threads": 1, "num_boost_round": 60, "min_data_in_leaf": 20}
-    spec["rolling"] = {
-        "step": 30,
-        "type": "sliding",
-        "train_sessions": 80,
-        "valid_sessions": 20,
-        "trunc_days": 3,
-    }
-    (folder / f"{SPEC}.yaml").write_text(yaml.safe_dump(spec))
-    return folder
-
-
-def _stages(settings: Settings) -> list[tuple[list[str], str, str | None]]:
-    """(assets, first partition, last partition or None for one partition) of the daily graph."""
-    spec = load_specs(settings.specs_dir)[SPEC]
-    labelled = DAYS[-3]
-    window = next(w for w in spec_windows(settings, spec) if w.test[1] <= labelled)
-    first, last = DAYS[0].isoformat(), DAYS[-1].isoformat()
-    test_first, test_last = window.test[0].isoformat(), window.test[1].isoformat()
-    return [
-        (["raw_bars", "qlib_dataset", "indicators", "alpha158"], first, last),
-        (["labels"], first, labelled.isoformat()),
-        ([f"model_{SPEC}"], window.key, None),
-        ([f"predictions_{SPEC}", "signal"], test_first, test_last),
-    ]
 
 
 def _lake_files(settings: Settings) -> dict[str, bytes]:
@@ -95,7 +64,7 @@ def test_daily_graph_on_postgres_and_celery_equals_embedded(
 ) -> None:
     _require_servers()
     market = generate_market(MARKET)
-    specs = write_small_spec(tmp_path / "specs")
+    specs = write_quick_spec(tmp_path / "specs")
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
 
     embedded = Settings(home=tmp_path / "embedded", start_date=START, specs_dir=specs)
@@ -104,12 +73,14 @@ def test_daily_graph_on_postgres_and_celery_equals_embedded(
 
     defs = build_definitions(embedded)
     with dg.instance_for_test() as instance:
-        for assets, first, last in _stages(embedded):
-            if last is None:
-                result = materialize_partition(defs, instance, assets[0], first)
+        for stage in daily_graph_stages(embedded, DAYS):
+            if stage.last is None:
+                result = materialize_partition(defs, instance, stage.assets[0], stage.first)
             else:
-                result = materialize_range(defs, instance, assets, first, last, log_level="ERROR")
-            assert result.success, assets
+                result = materialize_range(
+                    defs, instance, list(stage.assets), stage.first, stage.last, log_level="ERROR"
+                )
+            assert result.success, stage
 
     with temporary_databases(ADMIN_URL, "dagster", "mlflow") as urls:
         config = tmp_path / "scale.yaml"
@@ -140,9 +111,9 @@ def test_daily_graph_on_postgres_and_celery_equals_embedded(
             scale.operations, 2, {"QLIB_ASSETS_CONFIG": str(config)}, tmp_path
         ) as workers:
             assert len(workers) == 2
-            for assets, first, last in _stages(scale):
-                result = execute_range(instance, assets, first, last)
-                assert result.success, (assets, _failure(result))
+            for stage in daily_graph_stages(scale, DAYS):
+                result = execute_range(instance, stage.assets, stage.first, stage.last)
+                assert result.success, (stage, _failure(result))
                 workers_seen |= _celery_workers_of(instance, result.run_id)
         instance.dispose()
         scale_files, scale_metrics = _lake_files(scale), _model_metrics(scale)

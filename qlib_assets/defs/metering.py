@@ -68,10 +68,14 @@ def metered(body: Callable[..., Any]) -> Callable[..., Iterator[Any]]:
     @functools.wraps(body)
     def wrapper(context: dg.AssetExecutionContext, *args: Any, **kwargs: Any) -> Iterator[Any]:
         resource: OperationsStoreResource = kwargs.pop(STORE_PARAM)
-        with measure() as usage:
-            out = body(context, *args, **kwargs)
-            events = list(out) if inspect.isgenerator(out) else [out]
-        resource.store().record_usage(step_identity(context), usage)
+        usage = ResourceUsage()
+        try:
+            with measure() as usage:
+                out = body(context, *args, **kwargs)
+                events = list(out) if inspect.isgenerator(out) else [out]
+        finally:
+            # A failed step cost as much as it ran: it is recorded too.
+            resource.store().record_usage(step_identity(context), usage)
         for event in events:
             yield _with_usage(event, usage)
 

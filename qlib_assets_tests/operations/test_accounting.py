@@ -76,3 +76,18 @@ def test_busy_seconds_is_the_union_of_step_intervals() -> None:
     )
     assert busy_seconds(usage) == pytest.approx(13.0)
     assert busy_seconds(usage.head(0)) == 0.0
+
+
+def test_a_failed_step_is_recorded_too(settings: Settings) -> None:
+    @dg.asset
+    @metered
+    def broken(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+        _spin(0.1)
+        raise RuntimeError("no")
+
+    store = OperationsStoreResource(url=operations_url(settings.operations, settings.root))
+    result = dg.materialize([broken], resources={STORE_PARAM: store}, raise_on_error=False)
+    assert not result.success
+    rows = operations_store(settings.operations, settings.root).usage()
+    assert rows.get_column("asset").to_list() == ["broken"]
+    assert rows.get_column("cpu_seconds")[0] >= 0.1

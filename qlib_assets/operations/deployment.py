@@ -87,22 +87,22 @@ def executor_definition(ops: OperationsSettings) -> dg.ExecutorDefinition:
     if ops.executor == "kubernetes":
         from dagster_k8s import k8s_job_executor
 
-        return k8s_job_executor.configured(
-            {
-                "job_namespace": ops.k8s_namespace,
-                "image_pull_policy": "IfNotPresent",
-                "max_concurrent": ops.max_concurrent_steps or 0,
-                "step_k8s_config": {
-                    "container_config": {
-                        "resources": {
-                            "requests": {"cpu": "1", "memory": "2Gi"},
-                            "limits": {"memory": "6Gi"},
-                        }
+        config: dict = {
+            "job_namespace": ops.k8s_namespace,
+            "image_pull_policy": "IfNotPresent",
+            "step_k8s_config": {
+                "container_config": {
+                    "resources": {
+                        "requests": {"cpu": "1", "memory": "2Gi"},
+                        "limits": {"memory": "6Gi"},
                     }
-                },
+                }
             },
-            name="kubernetes",
-        )
+        }
+        # Unset: as many step pods as the graph allows (the cluster's quota is the limit).
+        if ops.max_concurrent_steps:
+            config["max_concurrent"] = ops.max_concurrent_steps
+        return k8s_job_executor.configured(config, name="kubernetes")
     steps = ops.max_concurrent_steps or machine_capacity().max_concurrent_steps
     return dg.multiprocess_executor.configured({"max_concurrent": steps}, name="multiprocess")
 

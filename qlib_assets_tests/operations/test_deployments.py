@@ -75,6 +75,11 @@ def test_kubernetes_files_validate_against_dagster_schemas(
     assert launcher["job_namespace"] == ops.k8s_namespace
     executor = executor_definition(ops)
     assert executor.name == "kubernetes"
+    resolved = executor.config_schema.resolve_config({}).value["config"]
+    assert resolved["job_namespace"] == ops.k8s_namespace
+    assert "max_concurrent" not in resolved  # unset means unlimited; 0 would be refused
+    capped = executor_definition(ops.model_copy(update={"max_concurrent_steps": 4}))
+    assert capped.config_schema.resolve_config({}).value["config"]["max_concurrent"] == 4
     assert validate_config(k8s_job_executor.config_schema.config_type, {}).success
     bad = validate_config(k8s_job_executor.config_schema.config_type, {"max_concurrent": "x"})
     assert not bad.success

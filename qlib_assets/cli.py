@@ -13,6 +13,7 @@ from rich.table import Table
 
 from qlib_assets.cli_lifecycle import add_simulate_parser
 from qlib_assets.cli_models import add_models_parser
+from qlib_assets.cli_operations import add_operations_parser
 from qlib_assets.cli_serving import add_serving_parser
 from qlib_assets.demo_spec import DemoSpec
 from qlib_assets.settings import Settings, load_settings
@@ -173,6 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_models_parser(commands)
     add_serving_parser(commands)
+    add_operations_parser(commands)
 
     add_simulate_parser(commands, _day)
     prep = commands.add_parser("prepare-instance", help="set up DAGSTER_HOME; print its path")

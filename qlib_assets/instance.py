@@ -1,7 +1,6 @@
 """The embedded Dagster instance: DAGSTER_HOME under the settings' home, with our dagster.yaml."""
 
 import os
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -9,11 +8,8 @@ import dagster as dg
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
+from qlib_assets.operations.deployment import install_instance_config, size_pools
 from qlib_assets.settings import Settings
-
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-INSTANCE_CONFIG = PROJECT_ROOT / "dagster.yaml"
-
 
 _SYNC_MODES = ("FULL", "NORMAL")
 
@@ -49,22 +45,19 @@ _PRAGMA = _SynchronousPragma()
 
 
 def prepare_dagster_home(settings: Settings) -> Path:
-    """Point DAGSTER_HOME at the home folder's instance and install the project's dagster.yaml."""
+    """Point DAGSTER_HOME at the home folder's instance and install the dagster.yaml that
+    ``operations.instance`` selects (the project's embedded one by default)."""
     settings.ensure_dirs()
     home = settings.dagster_home
-    target = home / "dagster.yaml"
-    if not INSTANCE_CONFIG.is_file():
-        raise FileNotFoundError(
-            f"{INSTANCE_CONFIG} is missing: qlib-assets runs from a checkout (pip install -e .)"
-        )
-    if not target.is_file() or target.read_bytes() != INSTANCE_CONFIG.read_bytes():
-        shutil.copyfile(INSTANCE_CONFIG, target)
+    install_instance_config(settings.operations, home)
     os.environ["DAGSTER_HOME"] = str(home)
     return home
 
 
 def embedded_instance(settings: Settings) -> dg.DagsterInstance:
-    """The instance, after failing the runs whose worker died and freeing their pool slots.
+    """The instance ``operations.instance`` selects (embedded SQLite by default), its training
+    pool sized from the machine, after failing the runs whose worker died and freeing their
+    pool slots.
 
     The CLI's in-process runs have no daemon to notice a killed predecessor; without this, a
     run killed while it held the ``qlib_provider`` slot would make every later one wait forever.
@@ -79,4 +72,5 @@ def embedded_instance(settings: Settings) -> dg.DagsterInstance:
         console.print(f"[yellow]recovered[/yellow] {line}")
     for path in remove_stale_temps(settings.lake_dir):
         console.print(f"[yellow]removed[/yellow] {path}, left by a killed writer")
+    size_pools(instance)
     return instance

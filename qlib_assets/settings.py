@@ -20,6 +20,8 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from qlib_assets.operations.config import OperationsSettings
+
 CONFIG_ENV_VAR = "QLIB_ASSETS_CONFIG"
 ENV_VAR = "QLIB_ASSETS_ENV"
 ENVIRONMENTS_DIR = Path(__file__).parent / "environments"
@@ -229,6 +231,7 @@ class Settings(BaseSettings):
     automation: AutomationSettings = Field(default_factory=AutomationSettings)
     serving: ServingSettings = Field(default_factory=ServingSettings)
     lifecycle: LifecycleSettings = Field(default_factory=LifecycleSettings)
+    operations: OperationsSettings = Field(default_factory=OperationsSettings)
     indicator_params: dict[str, Any] = Field(
         default_factory=dict,
         description="Indicator family -> parameter overrides, a list of them, or null to drop "
@@ -282,7 +285,7 @@ class Settings(BaseSettings):
 
     @property
     def lake_dir(self) -> Path:
-        return self.root / "lake"
+        return self.operations.lake_dir or self.root / "lake"
 
     @property
     def quarantine_dir(self) -> Path:
@@ -290,15 +293,15 @@ class Settings(BaseSettings):
 
     @property
     def qlib_data_dir(self) -> Path:
-        return self.root / "qlib_data"
+        return self.operations.qlib_provider_dir or self.root / "qlib_data"
 
     @property
     def dagster_home(self) -> Path:
         return self.root / "dagster"
 
     @property
-    def mlflow_artifacts(self) -> Path:
-        return self.root / "mlartifacts"
+    def mlflow_artifacts(self) -> Path | str:
+        return self.operations.mlflow_artifact_root or self.root / "mlartifacts"
 
     @property
     def serving_dir(self) -> Path:
@@ -306,7 +309,7 @@ class Settings(BaseSettings):
 
     @property
     def mlflow_uri(self) -> str:
-        return f"sqlite:///{self.root / 'mlflow.db'}"
+        return self.operations.mlflow_tracking_uri or f"sqlite:///{self.root / 'mlflow.db'}"
 
     def ensure_dirs(self) -> None:
         for path in (

@@ -7,6 +7,7 @@ from qlib_assets.calendar import exchange_timezone
 from qlib_assets.defs.lifecycle import retrain_job_name, retrain_run_config
 from qlib_assets.defs.lifecycle import retrain_jobs as build_retrain_jobs
 from qlib_assets.models.window_training import audit_log, platform_specs
+from qlib_assets.operations.scheduling import training_priority_tags
 from qlib_assets.settings import Settings
 
 
@@ -26,7 +27,11 @@ def build_automation_defs(settings: Settings) -> dg.Definitions:
         else dg.DefaultSensorStatus.STOPPED
     )
     train_jobs = [
-        dg.define_asset_job(training_job_name(name), selection=[model_asset(name)])
+        dg.define_asset_job(
+            training_job_name(name),
+            selection=[model_asset(name)],
+            tags=training_priority_tags(settings.operations, name),
+        )
         for name in platform_specs(settings)
     ]
     retrain_jobs = build_retrain_jobs(settings)

@@ -14,9 +14,11 @@ from qlib_assets.defs.market import build_market_defs
 from qlib_assets.defs.models import build_model_defs
 from qlib_assets.defs.monitoring import build_monitoring_defs
 from qlib_assets.defs.online import build_online_defs
+from qlib_assets.defs.operations import build_operations_defs
 from qlib_assets.defs.qlib_data import build_qlib_data_defs
 from qlib_assets.defs.serving import build_serving_defs
 from qlib_assets.instance import set_sqlite_synchronous
+from qlib_assets.operations.deployment import executor_definition
 from qlib_assets.runs.pool_wait import install_pool_wait_fix
 from qlib_assets.settings import Settings
 
@@ -38,5 +40,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         build_lifecycle_defs(settings, trading_days),
         build_serving_defs(settings),
         build_deployment_defs(settings),
+        build_operations_defs(settings),
+        dg.Definitions(executor=executor_definition(settings.operations)),
         dg.Definitions(resources={LAKE: LakeResource(root=str(settings.lake_dir))}),
     )

@@ -14,6 +14,7 @@ import dagster as dg
 import polars as pl
 
 from qlib_assets.calendar import partition_date
+from qlib_assets.defs.metering import metered
 from qlib_assets.market.landing import LandingEntry
 from qlib_assets.storage.lake import Lake
 
@@ -100,9 +101,8 @@ class DailyAssets:
     """Decorates asset bodies as trading-day assets of one group.
 
     Every daily asset shares the partitions, a single-run backfill policy (a ten-year backfill
-    is one vectorized run) and a code version computed from its body, the library functions it
-    calls (``code``: ``"package.module:function"`` references, imported by the body when it runs)
-    and its spec text.
+    is one vectorized run), a code version computed from its body, the library functions it
+    calls and its spec text, and resource accounting (:mod:`qlib_assets.defs.metering`).
     """
 
     def __init__(self, partitions: dg.PartitionsDefinition, group: str) -> None:
@@ -135,7 +135,7 @@ class DailyAssets:
                 check_specs=list(check_specs) or None,
                 description=description,
                 **extra,
-            )(body)
+            )(metered(body))
 
         return decorate
 

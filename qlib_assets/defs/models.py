@@ -7,10 +7,12 @@ import dagster as dg
 
 from qlib_assets.asset_keys import model_asset
 from qlib_assets.defs.daily import code_version
+from qlib_assets.defs.metering import metered
 from qlib_assets.defs.png import png_metadata
 from qlib_assets.defs.resources import MLflowTracking, mlflow_resource
 from qlib_assets.models.specs import ModelSpec
 from qlib_assets.models.window_training import platform_specs, spec_windows
+from qlib_assets.operations.scheduling import training_priority_tags
 from qlib_assets.settings import Settings
 
 GROUP = "models"
@@ -54,6 +56,7 @@ def _model_asset(settings: Settings, spec: ModelSpec) -> dg.AssetsDefinition:
         ],
         code_version=version,
         pool="training",
+        op_tags=training_priority_tags(settings.operations, spec.name),
         kinds={"mlflow", "qlib"},
         tags={"spec": spec.name},
         description=f"{spec.description or spec.name} ({spec.ref}): one MLflow run and one "
@@ -61,6 +64,7 @@ def _model_asset(settings: Settings, spec: ModelSpec) -> dg.AssetsDefinition:
         "session(s); partition key = the window's first test session. Each new version passes "
         "the lifecycle's gates, then the spec's promotion policy.",
     )
+    @metered
     def model(context: dg.AssetExecutionContext, mlflow: MLflowTracking) -> dg.MaterializeResult:
         from qlib_assets.lifecycle.policies import review_candidate
         from qlib_assets.models.window_training import train_spec_window

@@ -6,6 +6,7 @@ import dagster as dg
 
 from qlib_assets.models.audit import AuditLog
 from qlib_assets.models.window_training import audit_url
+from qlib_assets.operations.locations import is_url
 from qlib_assets.settings import Settings
 
 
@@ -23,8 +24,8 @@ class MLflowTracking(dg.ConfigurableResource):
     def audit(self) -> AuditLog:
         return AuditLog(self.audit_url)
 
-    def artifacts(self) -> Path:
-        return Path(self.artifact_root)
+    def artifacts(self) -> Path | str:
+        return self.artifact_root if is_url(self.artifact_root) else Path(self.artifact_root)
 
 
 def mlflow_resource(settings: Settings) -> MLflowTracking:

@@ -13,6 +13,7 @@ from qlib_assets.evaluation.backtest import BacktestConfig, BacktestReport, run_
 from qlib_assets.evaluation.signal_analysis import SignalAnalysis, analyse_signals, plot_rolling_ic
 from qlib_assets.market.raw_bars import read_raw_bars
 from qlib_assets.online.tables import read_predictions
+from qlib_assets.operations.locations import artifact_location
 from qlib_assets.settings import Settings
 from qlib_assets.storage.lake import Lake
 from qlib_assets.storage.provider_read import committed_provider
@@ -80,9 +81,8 @@ def log_backtest(settings: Settings, report: BacktestReport, tags: dict[str, str
     """One MLflow run with the backtest's metrics and plot; returns the run id."""
     mlflow.set_tracking_uri(settings.mlflow_uri)
     if mlflow.get_experiment_by_name(BACKTEST_EXPERIMENT) is None:
-        location = settings.mlflow_artifacts / "backtest"
-        location.mkdir(parents=True, exist_ok=True)
-        mlflow.create_experiment(BACKTEST_EXPERIMENT, artifact_location=location.resolve().as_uri())
+        location = artifact_location(settings.mlflow_artifacts, "backtest")
+        mlflow.create_experiment(BACKTEST_EXPERIMENT, artifact_location=location)
     mlflow.set_experiment(BACKTEST_EXPERIMENT)
     with mlflow.start_run(run_name=f"backtest {report.start}..{report.end}", tags=tags) as run:
         mlflow.log_params({f"config.{k}": v for k, v in report.to_dict()["config"].items()})

@@ -31,6 +31,7 @@ from qlib_assets.models.report import render_report
 from qlib_assets.models.rolling import Window
 from qlib_assets.models.specs import ModelSpec
 from qlib_assets.models.training import TrainingResult, train_window
+from qlib_assets.operations.locations import artifact_location
 
 MLFLOW_DIGEST_CHARS = 32
 FLUSH_EVERY_STEPS = 50
@@ -52,7 +53,7 @@ def experiment_name(spec: ModelSpec) -> str:
     return f"qlib_assets/{spec.name}"
 
 
-def use_experiment(spec: ModelSpec, artifact_root: Path | None) -> None:
+def use_experiment(spec: ModelSpec, artifact_root: Path | str | None) -> None:
     """Make the spec's experiment current, creating it with artifacts under ``artifact_root``.
 
     Without an explicit location an SQLite-tracked experiment stores artifacts in ./mlruns of
@@ -60,9 +61,8 @@ def use_experiment(spec: ModelSpec, artifact_root: Path | None) -> None:
     """
     name = experiment_name(spec)
     if artifact_root is not None and mlflow.get_experiment_by_name(name) is None:
-        location = (artifact_root / spec.name).resolve()
-        location.mkdir(parents=True, exist_ok=True)
-        mlflow.create_experiment(name, artifact_location=location.as_uri())
+        location = artifact_location(artifact_root, spec.name)
+        mlflow.create_experiment(name, artifact_location=location)
     mlflow.set_experiment(name)
 
 
@@ -154,7 +154,7 @@ def train_and_track(
     landing_files: Mapping[str, str] | None = None,
     actor: str = "training",
     report_dir: Path | None = None,
-    artifact_root: Path | None = None,
+    artifact_root: Path | str | None = None,
 ) -> TrackedWindow:
     """Train ``window``, track it in MLflow, register it as a ``candidate`` version.
 

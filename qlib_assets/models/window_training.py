@@ -120,7 +120,7 @@ def train_spec_window(
     on_metric: "MetricCallback | None" = None,
     tracking_uri: str | None = None,
     audit: AuditLog | None = None,
-    artifact_root: Path | None = None,
+    artifact_root: Path | str | None = None,
 ) -> "TrackedWindow":
     """Train the window whose test segment starts at ``key`` and register it as a candidate.
 

@@ -1,0 +1,1 @@
+"""Operations: deployments, resource accounting, cost, budget, waste, alerts, task statuses."""

@@ -62,7 +62,7 @@ def build_raw_bars(settings: Settings, days: Sequence[date]) -> RawBarsReport:
     previous = lake.read_days(ASSET, [before]) if lake.exists(ASSET, before) else None
     findings = soft_findings(result.bars, previous, settings.validation)
     hashes = lake.write_days(ASSET, result.bars, days)
-    _update_spans(lake, result.bars)
+    update_spans(lake, result.bars)
     return RawBarsReport(
         rows=result.bars.height,
         instruments=result.bars.get_column("instrument").n_unique(),
@@ -107,7 +107,7 @@ def read_raw_bars_window(
     return lake.read_days(ASSET, [d for d in window if lake.exists(ASSET, d)])
 
 
-def _update_spans(lake: Lake, bars: pl.DataFrame) -> None:
+def update_spans(lake: Lake, bars: pl.DataFrame) -> None:
     """Keep each instrument's first and last session ever seen, for windowed computations.
 
     A one-session Alpha158 run reads only a lookback window; whether an instrument's first row

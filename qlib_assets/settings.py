@@ -62,6 +62,19 @@ class MonitoringSettings(BaseModel):
     cooldown_days: int = Field(30, description="One retraining request per spec per cool-down.")
 
 
+class VersionSettings(BaseModel):
+    """Retention of superseded lake partition versions (current versions are always kept)."""
+
+    keep_days: float | None = Field(
+        None, description="Prune versions superseded more than this many days ago; None: never."
+    )
+    max_bytes: int | None = Field(
+        None,
+        description="Bound on the bytes held only by superseded versions; the oldest "
+        "superseded go first. None: no bound.",
+    )
+
+
 class Settings(BaseSettings):
     """Everything that differs between machines and environments."""
 
@@ -96,6 +109,7 @@ class Settings(BaseSettings):
     )
     validation: ValidationSettings = Field(default_factory=ValidationSettings)
     monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
+    versions: VersionSettings = Field(default_factory=VersionSettings)
     indicator_params: dict[str, Any] = Field(
         default_factory=dict,
         description="Indicator family -> parameter overrides, a list of them, or null to drop "

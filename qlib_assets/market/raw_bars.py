@@ -14,7 +14,7 @@ from qlib_assets.market.landing import LandingCatalog, quarantine
 from qlib_assets.market.validation import SoftFindings, soft_findings
 from qlib_assets.settings import Settings
 from qlib_assets.storage.atomic import write_parquet_atomic
-from qlib_assets.storage.lake import Lake
+from qlib_assets.storage.lake import Lake, platform_lake
 
 ASSET = "raw_bars"
 SPANS = "raw_bars_spans"
@@ -57,7 +57,7 @@ def build_raw_bars(settings: Settings, days: Sequence[date]) -> RawBarsReport:
             f"no landing file in {settings.landing_dir} holds session(s) {shown}"
             + (f" and {more} more" if more > 0 else "")
         )
-    lake = Lake(settings.lake_dir)
+    lake = platform_lake(settings)
     before = shift_sessions(settings.calendar, days[0], -1)
     previous = lake.read_days(ASSET, [before]) if lake.exists(ASSET, before) else None
     findings = soft_findings(result.bars, previous, settings.validation)

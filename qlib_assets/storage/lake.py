@@ -10,6 +10,7 @@ from pathlib import Path
 
 import polars as pl
 
+from qlib_assets.settings import Settings
 from qlib_assets.storage.atomic import write_parquet_atomic
 from qlib_assets.storage.versions import Retention, VersionStore, current_run_id
 
@@ -101,3 +102,9 @@ class Lake:
         if not paths:
             raise FileNotFoundError(f"{asset}: none of the requested partitions exist")
         return pl.read_parquet(paths)
+
+
+def platform_lake(settings: Settings, run_id: str | None = None) -> Lake:
+    """The platform's lake, pruning superseded versions by the settings' retention."""
+    kept = settings.versions
+    return Lake(settings.lake_dir, run_id, Retention(kept.keep_days, kept.max_bytes))

@@ -142,7 +142,7 @@ class PruneResult:
     bytes_freed: int
 
 
-class VersionError(LookupError):
+class VersionError(ValueError):
     """A version that does not exist or whose bytes are no longer kept."""
 
 

@@ -3,6 +3,7 @@
 import argparse
 import json
 from dataclasses import asdict, is_dataclass
+from pathlib import Path
 from typing import Any
 
 from mlflow.entities.model_registry import ModelVersion
@@ -195,6 +196,25 @@ def cmd_tune(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from qlib_assets.models.reproduce import reproduce_version
+    from qlib_assets.models.window_training import specs_folder
+    from qlib_assets.storage.lake import Lake
+
+    settings = load_settings()
+    with console.status(f"restoring the inputs of {args.model} v{args.version} and retraining"):
+        result = reproduce_version(
+            _registry(settings),
+            Lake(settings.lake_dir),
+            args.model,
+            args.version,
+            specs_dir=specs_folder(settings),
+            keep_inputs=args.keep_inputs,
+        )
+    _emit(args, {**asdict(result), "reproduced": result.reproduced}, "reproduction")
+    return 0 if result.reproduced else 1
+
+
 def add_models_parser(commands: argparse._SubParsersAction) -> None:
     models = commands.add_parser("models", help="the model registry: list, show, history, ...")
     sub = models.add_subparsers(dest="models_command", required=True)
@@ -234,3 +254,9 @@ def add_models_parser(commands: argparse._SubParsersAction) -> None:
     tune.add_argument("--trials", type=int, default=20)
     tune.add_argument("--timeout", type=float, default=None, help="seconds")
     tune.add_argument("--window", help="window key (default: the latest trainable)")
+    rep = command(
+        "reproduce", "retrain a version from its recorded input versions; compare", cmd_reproduce
+    )
+    rep.add_argument("model")
+    rep.add_argument("version")
+    rep.add_argument("--keep-inputs", type=Path, help="leave the restored inputs in this folder")

@@ -4,7 +4,8 @@ from collections.abc import Mapping, Sequence
 from datetime import date
 from pathlib import Path
 
-from qlib_assets.calendar import last_recorded_session, sessions
+from qlib_assets.calendar import last_recorded_session, sessions, shift_sessions
+from qlib_assets.market.raw_bars import ASSET as RAW_BARS_ASSET
 from qlib_assets.market.raw_bars import landing_catalog
 from qlib_assets.models.audit import AuditLog, default_audit_url
 from qlib_assets.models.dataset import WindowFrame, load_window_frame, window_days
@@ -51,6 +52,21 @@ def _landing_lineage(settings: Settings, days: Sequence[date]) -> dict[str, str]
     return {
         str(path): entries[path.relative_to(catalog.landing_dir).as_posix()].sha256
         for path in catalog.files_for(entries, days)
+    }
+
+
+def raw_bars_lineage(lake: Lake, last_day: date) -> dict[str, dict[str, str]]:
+    """The current version of every raw_bars partition up to ``last_day``: what a window's
+    features (lookbacks, EMA warm-up) and labels (future sessions) were computed from."""
+    current = lake.current_versions(RAW_BARS_ASSET)
+    return {
+        day.isoformat(): {
+            "sha256": v.sha256,
+            "written_at": v.written_at.isoformat(),
+            "run_id": v.run_id,
+        }
+        for day, v in sorted(current.items())
+        if day <= last_day
     }
 
 
@@ -104,6 +120,7 @@ def train_spec_window(
     MLflow and the audit table default to the settings' embedded ones.
     """
     window, data = window_data(settings, spec, key)
+    label_end = shift_sessions(settings.calendar, window.data_end, spec.label.horizon)
     return train_and_track(
         spec,
         window,
@@ -113,6 +130,7 @@ def train_spec_window(
         run_tags=run_tags,
         on_metric=on_metric,
         landing_files=_landing_lineage(settings, window_days(window, platform_sessions(settings))),
+        raw_bars=raw_bars_lineage(Lake(settings.lake_dir), label_end),
         report_dir=settings.root / "reports" / spec.name,
         artifact_root=artifact_root or settings.mlflow_artifacts,
     )

@@ -12,7 +12,12 @@ import polars as pl
 
 from qlib_assets.settings import Settings
 from qlib_assets.storage.atomic import write_parquet_atomic
-from qlib_assets.storage.versions import Retention, VersionStore, current_run_id
+from qlib_assets.storage.versions import (
+    PartitionVersion,
+    Retention,
+    VersionStore,
+    current_run_id,
+)
 
 
 class Lake:
@@ -87,6 +92,18 @@ class Lake:
         if self.retention is not None:
             self.versions.prune(self.retention)
         return hashes
+
+    def current_versions(self, asset: str) -> dict[date, PartitionVersion]:
+        """The version each of ``asset``'s files holds now (files the index lacks are adopted)."""
+        latest = self.versions.latest(asset)
+        adopted = [
+            self.versions.keep_existing(asset, day, self.path(asset, day), latest.get(day))
+            for day in self.days(asset)
+        ]
+        if any(adopted):
+            latest = self.versions.latest(asset)
+        present = set(self.days(asset))
+        return {d: v for d, v in latest.items() if d in present and not v.deleted}
 
     def read_days(self, asset: str, days: Iterable[date], strict: bool = True) -> pl.DataFrame:
         """Concatenate the files of ``days``; a missing file raises unless ``strict`` is off."""

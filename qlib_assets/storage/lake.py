@@ -76,7 +76,7 @@ class Lake:
             parts = {day: frame for day in days}
         else:
             parts = {k[0]: p for k, p in frame.partition_by(date_col, as_dict=True).items()}
-        latest = self.versions.latest(asset)
+        latest = self.versions.latest(asset, days)
         hashes: dict[date, str] = {}
         written = []
         for day in days:

@@ -24,7 +24,7 @@ import shutil
 import sqlite3
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -220,9 +220,13 @@ class VersionStore:
         """The partition's versions, oldest first."""
         return self._rows("asset = ? AND day = ?", (asset, day.isoformat()))
 
-    def latest(self, asset: str) -> dict[date, PartitionVersion]:
-        """The newest version of each of ``asset``'s partitions (tombstones included)."""
-        return {v.day: v for v in self._rows("asset = ?", (asset,))}
+    def latest(self, asset: str, days: Sequence[date] = ()) -> dict[date, PartitionVersion]:
+        """The newest version of each of ``asset``'s partitions (tombstones included); only
+        those between the first and last of ``days`` when given (the daily path reads one)."""
+        if not days:
+            return {v.day: v for v in self._rows("asset = ?", (asset,))}
+        span = (asset, min(days).isoformat(), max(days).isoformat())
+        return {v.day: v for v in self._rows("asset = ? AND day BETWEEN ? AND ?", span)}
 
     def assets(self) -> list[str]:
         if not self.exists():

@@ -118,7 +118,9 @@ def cmd_restore(args: argparse.Namespace) -> int:
         else:
             stamp = args.as_of.astimezone(UTC).strftime("%Y%m%dT%H%M%S%fZ")
             target = args.to or settings.root / "restores" / stamp
-            result = restore_to(lake, args.as_of, target, settings.calendar, advance)
+            result = restore_to(
+                lake, args.as_of, target, settings.calendar, advance, args.actor, args.reason or ""
+            )
     payload: dict[str, Any] = {
         "as_of": result.as_of.isoformat(),
         "target": str(result.target),

@@ -210,6 +210,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
             args.version,
             specs_dir=specs_folder(settings),
             keep_inputs=args.keep_inputs,
+            rederive_with=settings if args.from_raw else None,
         )
     _emit(args, {**asdict(result), "reproduced": result.reproduced}, "reproduction")
     return 0 if result.reproduced else 1
@@ -260,3 +261,8 @@ def add_models_parser(commands: argparse._SubParsersAction) -> None:
     rep.add_argument("model")
     rep.add_argument("version")
     rep.add_argument("--keep-inputs", type=Path, help="leave the restored inputs in this folder")
+    rep.add_argument(
+        "--from-raw",
+        action="store_true",
+        help="also recompute the inputs from the recorded raw_bars versions and compare",
+    )

@@ -20,13 +20,16 @@ from pathlib import Path
 
 import mlflow
 import pandas as pd
+import polars as pl
 from mlflow.exceptions import MlflowException
 
 from qlib_assets.models.dataset import load_window_frame
 from qlib_assets.models.registry import ModelRegistry
 from qlib_assets.models.rolling import Window
 from qlib_assets.models.specs import ModelSpec, spec_versions
+from qlib_assets.settings import Settings
 from qlib_assets.storage.lake import Lake
+from qlib_assets.storage.restore import rebuild_spans
 from qlib_assets.storage.versions import VersionError
 
 RAW_BARS = "raw_bars"
@@ -41,6 +44,15 @@ class ReproductionError(ValueError):
 
 
 @dataclass(frozen=True)
+class Rederived:
+    """One input asset recomputed from the restored raw_bars versions."""
+
+    partitions: int
+    identical: int  # partitions whose recomputed bytes equal the recorded SHA-256
+    max_abs_diff: float  # over every value; inf when rows or missing values differ
+
+
+@dataclass(frozen=True)
 class Reproduction:
     model: str
     version: str
@@ -51,6 +63,7 @@ class Reproduction:
     rows: int
     max_abs_diff: float
     tolerance: float
+    rederived: dict[str, Rederived] | None = None
 
     @property
     def reproduced(self) -> bool:
@@ -99,6 +112,48 @@ def restore_inputs(
     return restored, counts
 
 
+def rederive_inputs(
+    settings: Settings, home: Path, partitions: dict[str, dict[str, str]], scratch: Path
+) -> dict[str, Rederived]:
+    """Recompute each recorded feature and label partition from the raw_bars under ``home``
+    (with the current code and ``settings``' feature parameters) and compare with the recorded
+    bytes: the lineage from raw data to the model's inputs, checked."""
+    from qlib_assets.features.tables import build_alpha158, build_indicators, build_labels
+
+    builders = {"alpha158": build_alpha158, "indicators": build_indicators, "labels": build_labels}
+    unknown = sorted(set(partitions) - set(builders))
+    if unknown:
+        raise ReproductionError(f"no builder recomputes {', '.join(unknown)} from raw_bars")
+    there = Settings(**{**settings.model_dump(exclude={"home"}), "home": home})
+    rebuild_spans(Lake(there.lake_dir))
+    recorded, again = Lake(there.lake_dir), Lake(scratch)
+    found: dict[str, Rederived] = {}
+    for asset, days_sha in sorted(partitions.items()):
+        days = sorted(date.fromisoformat(d) for d in days_sha)
+        hashes = again.write_days(asset, builders[asset](there, days), days)
+        identical = sum(hashes[d] == days_sha[d.isoformat()] for d in days)
+        old, new = (x.read_days(asset, days).sort("date", "instrument") for x in (recorded, again))
+        found[asset] = Rederived(len(days), identical, _max_diff(old, new))
+    return found
+
+
+def _max_diff(old: pl.DataFrame, new: pl.DataFrame) -> float:
+    """Largest absolute difference of the value columns; inf when rows, columns or the places
+    of missing values differ."""
+    keys = ["instrument", "date"]
+    if old.columns != new.columns or not old.select(keys).equals(new.select(keys)):
+        return float("inf")
+    worst = 0.0
+    for column in (c for c in old.columns if c not in keys):
+        a, b = old[column].cast(pl.Float64), new[column].cast(pl.Float64)
+        missing_a, missing_b = a.is_null() | a.is_nan(), b.is_null() | b.is_nan()
+        if not missing_a.equals(missing_b):
+            return float("inf")
+        diff = (a - b).filter(~missing_a).abs().max()
+        worst = max(worst, float(diff) if diff is not None else 0.0)  # type: ignore[arg-type]
+    return worst
+
+
 def _scores(csv_text: str) -> pd.Series:
     frame = pd.read_csv(io.StringIO(csv_text))
     keys = [c for c in frame.columns if c != "score"]
@@ -113,11 +168,14 @@ def reproduce_version(
     spec: ModelSpec | None = None,
     specs_dir: Path | None = None,
     keep_inputs: Path | None = None,
+    rederive_with: Settings | None = None,
 ) -> Reproduction:
     """Restore version ``version`` of ``name``'s inputs, retrain, compare predictions.
 
     ``spec``: the spec to train with (default: the recorded version from ``specs_dir``).
-    ``keep_inputs``: leave the restored input partitions in this (new or empty) folder.
+    ``keep_inputs``: leave the restored inputs in this (new or empty) folder, as a home
+    (``lake/<asset>/<day>.parquet``). ``rederive_with``: also recompute the inputs from the
+    restored raw_bars with these settings' feature parameters (``rederive_inputs``).
     """
     from qlib_assets.models.training import train_window
 
@@ -140,10 +198,11 @@ def reproduce_version(
     if keep_inputs is not None and keep_inputs.exists() and any(keep_inputs.iterdir()):
         raise ReproductionError(f"{keep_inputs}: the inputs folder exists and is not empty")
     scratch = Path(tempfile.mkdtemp(prefix="qlib_reproduce_"))
+    home = keep_inputs or scratch / "home"
     try:
         try:
             restored, counts = restore_inputs(
-                lake, lineage.partitions, lineage.raw_bars, keep_inputs or scratch / "lake"
+                lake, lineage.partitions, lineage.raw_bars, home / "lake"
             )
         except VersionError as exc:
             raise ReproductionError(f"{name} v{version}: {exc}") from exc
@@ -158,6 +217,11 @@ def reproduce_version(
                     f"{data.manifest.digest(asset)[:12]}, recorded {recorded[:12]}"
                 )
         result = train_window(spec, recorded_window(tags), data)
+        rederived = (
+            None
+            if rederive_with is None
+            else rederive_inputs(rederive_with, home, lineage.partitions, scratch / "rederived")
+        )
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     logged = mlflow.artifacts.download_artifacts(
@@ -181,4 +245,5 @@ def reproduce_version(
         rows=len(original),
         max_abs_diff=diff,
         tolerance=TOLERANCE.get(spec.model.class_name, DEFAULT_TOLERANCE),
+        rederived=rederived,
     )

@@ -98,7 +98,8 @@ def _rebuild_provider(lake: Lake, qlib_dir: Path, calendar: str) -> int:
     return len(writer.sessions())
 
 
-def _rebuild_spans(lake: Lake) -> None:
+def rebuild_spans(lake: Lake) -> None:
+    """Each instrument's first and last session, from the lake's raw_bars."""
     spans = lake.root / "_meta"
     if spans.exists():
         shutil.rmtree(spans)
@@ -108,10 +109,16 @@ def _rebuild_spans(lake: Lake) -> None:
 
 
 def restore_to(
-    lake: Lake, as_of: datetime, target: Path, calendar: str, progress: Progress = _ignore
+    lake: Lake,
+    as_of: datetime,
+    target: Path,
+    calendar: str,
+    progress: Progress = _ignore,
+    actor: str = "restore",
+    reason: str = "",
 ) -> RestoreResult:
     """Write the lake as of ``as_of`` to ``target/lake`` and its provider to
-    ``target/qlib_data``. ``target`` must not exist or be empty."""
+    ``target/qlib_data``. ``target`` must not exist or be empty. Recorded in the audit too."""
     _check_empty(target)
     adopt_untracked(lake)
     plan = plan_restore(lake, as_of)
@@ -125,9 +132,9 @@ def restore_to(
         if sha256_file(destination) != version.sha256:
             raise RestoreError(f"{source}: kept bytes do not match SHA-256 {version.sha256}")
         progress(done, total)
-    _rebuild_spans(restored)
+    rebuild_spans(restored)
     sessions = _rebuild_provider(restored, target / "qlib_data", calendar)
-    store.record_restore(to_ns(as_of), target, False, "restore", "copy", total)
+    store.record_restore(to_ns(as_of), target, False, actor, reason, total)
     return RestoreResult(as_of, target, plan.assets(), total, sessions)
 
 
@@ -171,7 +178,7 @@ def restore_in_place(
         written.append((*key, "", 0))
         progress(done, total)
     store.record(written, run, present)
-    _rebuild_spans(lake)
+    rebuild_spans(lake)
     sessions = _rebuild_provider(lake, qlib_dir, calendar)
     store.record_restore(to_ns(as_of), lake.root, True, actor, reason, total)
     return RestoreResult(as_of, lake.root, plan.assets(), total, sessions)

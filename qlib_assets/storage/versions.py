@@ -85,11 +85,12 @@ def current_run_id(explicit: str | None = None) -> str:
     if (run := _writer_run.get()) is not None:
         return run
     if "dagster" in sys.modules:
-        from dagster._core.execution.context.compute import current_execution_context
+        import dagster as dg
 
-        context = current_execution_context.get()
-        if context is not None:
-            return context.run_id
+        try:
+            return dg.OpExecutionContext.get().run_id
+        except dg.DagsterInvariantViolationError:
+            pass
     return UNKNOWN_RUN
 
 

@@ -105,7 +105,10 @@ def train_then_correct(tmp_path: Path, name: str) -> Corrected:
 
 
 def _reproduce(
-    case: Corrected, version: str | None = None, keep_inputs: Path | None = None
+    case: Corrected,
+    version: str | None = None,
+    keep_inputs: Path | None = None,
+    rederive: bool = False,
 ) -> Reproduction:
     settings = case.settings
     return reproduce_version(
@@ -115,6 +118,7 @@ def _reproduce(
         version or case.tracked.model_version,
         specs_dir=settings.specs_dir,
         keep_inputs=keep_inputs,
+        rederive_with=settings if rederive else None,
     )
 
 
@@ -139,11 +143,17 @@ def test_correction_changed_the_inputs(lgbm_case: Corrected) -> None:
 
 
 def test_model_reproduces_after_the_correction(lgbm_case: Corrected, tmp_path: Path) -> None:
-    result = _reproduce(lgbm_case, keep_inputs=tmp_path / "inputs")
+    result = _reproduce(lgbm_case, keep_inputs=tmp_path / "inputs", rederive=True)
     assert result.reproduced and result.max_abs_diff == 0.0
     assert result.rows > 0 and result.inputs["alpha158"] == result.inputs["labels"] > 60
-    kept = Lake(tmp_path / "inputs").path("raw_bars", lgbm_case.day).read_bytes()
+    kept = Lake(tmp_path / "inputs" / "lake").path("raw_bars", lgbm_case.day).read_bytes()
     assert kept == lgbm_case.old_bytes
+    # The recorded raw_bars versions give back the very features and labels trained on.
+    assert result.rederived is not None
+    for asset in ("alpha158", "labels"):
+        again = result.rederived[asset]
+        assert again.identical == again.partitions == result.inputs[asset]
+        assert again.max_abs_diff == 0.0
 
 
 def test_restores_before_and_after_give_their_bytes(lgbm_case: Corrected, tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 recorded inputs, and restores as of before and after the correction give the respective bytes
 (and a Qlib provider that reads back as the restored lake)."""
 
+import json
 import time
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
@@ -10,11 +11,12 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from qlib_assets.cli import main
 from qlib_assets.features.tables import build_alpha158, build_indicators, build_labels
 from qlib_assets.market.generator import MarketSpec, generate_market, write_landing
 from qlib_assets.market.raw_bars import build_raw_bars
 from qlib_assets.models.registry import ModelRegistry
-from qlib_assets.models.reproduce import Reproduction, ReproductionError, reproduce_version
+from qlib_assets.models.reproduce import Reproduction, reproduce_version
 from qlib_assets.models.specs import dump_spec
 from qlib_assets.models.tracking import TrackedWindow
 from qlib_assets.models.window_training import (
@@ -171,16 +173,27 @@ def test_restores_before_and_after_give_their_bytes(lgbm_case: Corrected, tmp_pa
         assert_reads(folder / "qlib_data", bars, codes)
 
 
-def test_unknown_version_or_busy_folder_is_a_clear_error(
-    lgbm_case: Corrected, tmp_path: Path
+def test_cli_reproduces_and_refuses_bad_input(
+    lgbm_case: Corrected,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    with pytest.raises(ReproductionError, match="has no version '99'"):
-        _reproduce(lgbm_case, "99")
+    settings = lgbm_case.settings
+    monkeypatch.setenv("QLIB_ASSETS_HOME", str(settings.root))
+    monkeypatch.setenv("QLIB_ASSETS_SPECS_DIR", str(settings.specs_dir))
+    name, version = lgbm_case.tracked.model_name, lgbm_case.tracked.model_version
+    assert main(["models", "reproduce", name, version, "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["reproduced"] and payload["max_abs_diff"] == 0.0
+
+    assert main(["models", "reproduce", name, "99"]) == 2
+    assert "has no version '99'" in capsys.readouterr().err
     busy = tmp_path / "busy"
     busy.mkdir()
     (busy / "x").write_text("x")
-    with pytest.raises(ReproductionError, match="not empty"):
-        _reproduce(lgbm_case, keep_inputs=busy)
+    assert main(["models", "reproduce", name, version, "--keep-inputs", str(busy)]) == 2
+    assert "not empty" in capsys.readouterr().err
     assert [p.name for p in busy.iterdir()] == ["x"]
 
 

@@ -8,6 +8,7 @@ import dagster as dg
 import pytest
 
 from qlib_assets.cli import main
+from qlib_assets.defs.daily import LakeResource
 from qlib_assets.settings import Settings
 from qlib_assets.storage.lake import Lake
 from qlib_assets_tests.storage.test_qlib_bin import DAYS, make_bars
@@ -72,12 +73,21 @@ def test_busy_target_is_refused(home: Settings, capsys: pytest.CaptureFixture[st
 
 
 def test_a_dagster_run_is_recorded_as_the_writer(tmp_path: Path) -> None:
-    lake = Lake(tmp_path / "lake")
+    """Through the lake resource, and through a library function's own ``Lake``."""
+    bars = make_bars(DAYS[:2], seed=1)
 
     @dg.asset
-    def bars() -> None:
-        lake.write_days("raw_bars", make_bars(DAYS[:1], seed=1), DAYS[:1])
+    def by_resource(lake: LakeResource) -> None:
+        lake.write_days("raw_bars", bars, DAYS[:1])
 
-    result = dg.materialize([bars], instance=dg.DagsterInstance.ephemeral())
-    [version] = lake.versions.history("raw_bars", DAYS[0])
-    assert version.run_id == result.run_id
+    @dg.asset
+    def by_library() -> None:
+        Lake(tmp_path / "lake").write_days("raw_bars", bars, DAYS[1:2])
+
+    result = dg.materialize(
+        [by_resource, by_library],
+        instance=dg.DagsterInstance.ephemeral(),
+        resources={"lake": LakeResource(root=str(tmp_path / "lake"))},
+    )
+    store = Lake(tmp_path / "lake").versions
+    assert [store.history("raw_bars", day)[0].run_id for day in DAYS[:2]] == [result.run_id] * 2

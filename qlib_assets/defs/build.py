@@ -28,5 +28,13 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         build_evaluation_defs(settings, trading_days),
         build_monitoring_defs(settings, trading_days),
         build_automation_defs(settings),
-        dg.Definitions(resources={LAKE: LakeResource(root=str(settings.lake_dir))}),
+        dg.Definitions(
+            resources={
+                LAKE: LakeResource(
+                    root=str(settings.lake_dir),
+                    keep_days=settings.versions.keep_days,
+                    max_bytes=settings.versions.max_bytes,
+                )
+            }
+        ),
     )

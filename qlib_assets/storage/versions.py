@@ -27,7 +27,7 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from qlib_assets.storage.atomic import sha256_file
@@ -36,6 +36,7 @@ STORE_DIR = ".versions"
 UNKNOWN_RUN = "manual"
 UNTRACKED_RUN = "untracked"
 _TIMEOUT_S = 60.0
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS versions (
@@ -95,14 +96,20 @@ def current_run_id(explicit: str | None = None) -> str:
 
 
 def to_ns(moment: datetime) -> int:
-    """Nanoseconds since the epoch; a naive time is taken as UTC."""
+    """Nanoseconds since the epoch (exact, whole microseconds); a naive time is UTC."""
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return int(moment.timestamp() * 1_000_000) * 1000
+    return (moment - _EPOCH) // timedelta(microseconds=1) * 1000
 
 
 def from_ns(ns: int) -> datetime:
-    return datetime.fromtimestamp(ns / 1e9, tz=UTC)
+    return _EPOCH + timedelta(microseconds=ns // 1000)
+
+
+def _now_ns() -> int:
+    """Version times are whole microseconds, so a time shown by ``history`` (a datetime)
+    names its version exactly when given back as ``--as-of``."""
+    return time.time_ns() // 1000 * 1000
 
 
 @dataclass(frozen=True)
@@ -309,7 +316,8 @@ class VersionStore:
         if latest is not None and latest.sha256 == sha and latest.pruned_ns is None:
             return False
         stat = target.stat()
-        row = (asset, day.isoformat(), sha, stat.st_size, stat.st_mtime_ns, UNTRACKED_RUN)
+        mtime = stat.st_mtime_ns // 1000 * 1000
+        row = (asset, day.isoformat(), sha, stat.st_size, mtime, UNTRACKED_RUN)
         with self._transaction() as conn:
             conn.execute(
                 "INSERT INTO versions (asset, day, sha256, size, written_ns, run_id) "
@@ -342,7 +350,7 @@ class VersionStore:
     ) -> int:
         """Index the (asset, day, sha256, size) just written, in one transaction; a partition
         whose bytes did not change gets no new version. Returns how many were recorded."""
-        now = time.time_ns()
+        now = _now_ns()
         rows = []
         for asset, day, sha, size in written:
             before = latest.get((asset, day))
@@ -365,7 +373,7 @@ class VersionStore:
             conn.execute(
                 "INSERT INTO restores (at_ns, as_of_ns, target, in_place, actor, reason, changed)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (time.time_ns(), as_of_ns, str(target), int(in_place), actor, reason, changed),
+                (_now_ns(), as_of_ns, str(target), int(in_place), actor, reason, changed),
             )
 
     def restores(self) -> list[dict[str, object]]:
@@ -413,7 +421,7 @@ class VersionStore:
         marked pruned, so history still tells what existed."""
         if not self.exists() or (retention.keep_days is None and retention.max_bytes is None):
             return PruneResult(0, 0, 0)
-        now_ns = now_ns or time.time_ns()
+        now_ns = now_ns or _now_ns()
         rows = self._rows("1 = 1", ())
         superseded: list[tuple[int, PartitionVersion]] = []
         by_partition: dict[tuple[str, date], list[PartitionVersion]] = {}

@@ -15,6 +15,7 @@ from qlib_assets.storage.versions import (
     Retention,
     VersionError,
     from_ns,
+    to_ns,
     writing_run,
 )
 from qlib_assets_tests.storage.test_qlib_bin import DAYS, LIFE, assert_reads, make_bars
@@ -49,6 +50,10 @@ def test_rewrite_keeps_old_bytes_with_sha_time_and_run(tmp_path: Path) -> None:
     assert [(v.sha256, v.run_id) for v in history] == [(first, "run-a"), (second, "run-b")]
     assert history[0].written_at < history[1].written_at <= datetime.now(UTC)
     assert lake.versions.open_version(history[0]).read_bytes() == old_bytes
+    # The time history shows names its version exactly when given back as an as-of time.
+    for version in history:
+        [current] = lake.versions.as_of(to_ns(version.written_at), "raw_bars")
+        assert current.sha256 == version.sha256
     # Equal bytes are no new version; back to old content shares the kept object.
     lake.write_day("raw_bars", DAY, frame(2.0))
     lake.write_day("raw_bars", DAY, frame(1.0))

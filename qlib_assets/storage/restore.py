@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 
-from qlib_assets.market.raw_bars import ASSET, update_spans
+from qlib_assets.market.raw_bars import ASSET, SPANS, update_spans
 from qlib_assets.storage.atomic import atomic_path, sha256_file
 from qlib_assets.storage.lake import Lake
 from qlib_assets.storage.qlib_bin import QlibProviderWriter
@@ -100,9 +100,7 @@ def _rebuild_provider(lake: Lake, qlib_dir: Path, calendar: str) -> int:
 
 def rebuild_spans(lake: Lake) -> None:
     """Each instrument's first and last session, from the lake's raw_bars."""
-    spans = lake.root / "_meta"
-    if spans.exists():
-        shutil.rmtree(spans)
+    (lake.root / "_meta" / f"{SPANS}.parquet").unlink(missing_ok=True)
     days = lake.days(ASSET)
     if days:
         update_spans(lake, lake.read_days(ASSET, days))

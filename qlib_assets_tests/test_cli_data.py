@@ -84,10 +84,11 @@ def test_a_dagster_run_is_recorded_as_the_writer(tmp_path: Path) -> None:
     def by_library() -> None:
         Lake(tmp_path / "lake").write_days("raw_bars", bars, DAYS[1:2])
 
-    result = dg.materialize(
-        [by_resource, by_library],
-        instance=dg.DagsterInstance.ephemeral(),
-        resources={"lake": LakeResource(root=str(tmp_path / "lake"))},
-    )
+    with dg.instance_for_test() as instance:
+        result = dg.materialize(
+            [by_resource, by_library],
+            instance=instance,
+            resources={"lake": LakeResource(root=str(tmp_path / "lake"))},
+        )
     store = Lake(tmp_path / "lake").versions
     assert [store.history("raw_bars", day)[0].run_id for day in DAYS[:2]] == [result.run_id] * 2

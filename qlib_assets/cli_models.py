@@ -6,6 +6,7 @@ import argparse
 import json
 from dataclasses import asdict, is_dataclass
 from datetime import date
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
@@ -212,6 +213,26 @@ def cmd_tune(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from qlib_assets.models.reproduce import reproduce_version
+    from qlib_assets.models.window_training import specs_folder
+    from qlib_assets.storage.lake import Lake
+
+    settings = load_settings()
+    with console.status(f"restoring the inputs of {args.model} v{args.version} and retraining"):
+        result = reproduce_version(
+            _registry(settings),
+            Lake(settings.lake_dir),
+            args.model,
+            args.version,
+            specs_dir=specs_folder(settings),
+            keep_inputs=args.keep_inputs,
+            rederive_with=settings if args.from_raw else None,
+        )
+    _emit(args, {**asdict(result), "reproduced": result.reproduced}, "reproduction")
+    return 0 if result.reproduced else 1
+
+
 def add_models_parser(commands: argparse._SubParsersAction) -> None:
     models = commands.add_parser("models", help="the model registry: list, show, history, ...")
     sub = models.add_subparsers(dest="models_command", required=True)
@@ -252,3 +273,14 @@ def add_models_parser(commands: argparse._SubParsersAction) -> None:
     tune.add_argument("--trials", type=int, default=20)
     tune.add_argument("--timeout", type=float, default=None, help="seconds")
     tune.add_argument("--window", help="window key (default: the latest trainable)")
+    rep = command(
+        "reproduce", "retrain a version from its recorded input versions; compare", cmd_reproduce
+    )
+    rep.add_argument("model")
+    rep.add_argument("version")
+    rep.add_argument("--keep-inputs", type=Path, help="leave the restored inputs in this folder")
+    rep.add_argument(
+        "--from-raw",
+        action="store_true",
+        help="also recompute the inputs from the recorded raw_bars versions and compare",
+    )

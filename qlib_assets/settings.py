@@ -193,6 +193,19 @@ class LifecycleSettings(BaseModel):
     )
 
 
+class VersionSettings(BaseModel):
+    """Retention of superseded lake partition versions (current versions are always kept)."""
+
+    keep_days: float | None = Field(
+        None, description="Prune versions superseded more than this many days ago; None: never."
+    )
+    max_bytes: int | None = Field(
+        None,
+        description="Bound on the bytes held only by superseded versions; the oldest "
+        "superseded go first. None: no bound.",
+    )
+
+
 class Settings(BaseSettings):
     """Everything that differs between machines and environments."""
 
@@ -232,6 +245,7 @@ class Settings(BaseSettings):
     serving: ServingSettings = Field(default_factory=ServingSettings)
     lifecycle: LifecycleSettings = Field(default_factory=LifecycleSettings)
     operations: OperationsSettings = Field(default_factory=OperationsSettings)
+    versions: VersionSettings = Field(default_factory=VersionSettings)
     indicator_params: dict[str, Any] = Field(
         default_factory=dict,
         description="Indicator family -> parameter overrides, a list of them, or null to drop "

@@ -42,5 +42,13 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         build_deployment_defs(settings),
         build_operations_defs(settings),
         dg.Definitions(executor=executor_definition(settings.operations)),
-        dg.Definitions(resources={LAKE: LakeResource(root=str(settings.lake_dir))}),
+        dg.Definitions(
+            resources={
+                LAKE: LakeResource(
+                    root=str(settings.lake_dir),
+                    keep_days=settings.versions.keep_days,
+                    max_bytes=settings.versions.max_bytes,
+                )
+            }
+        ),
     )

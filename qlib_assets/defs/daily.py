@@ -12,22 +12,34 @@ from typing import Any
 
 import dagster as dg
 import polars as pl
+from pydantic import PrivateAttr
 
 from qlib_assets.calendar import partition_date
 from qlib_assets.defs.metering import metered
 from qlib_assets.market.landing import LandingEntry
 from qlib_assets.storage.lake import Lake
+from qlib_assets.storage.versions import Retention
 
 LAKE = "lake"
 
 
 class LakeResource(dg.ConfigurableResource):
-    """The partitioned Parquet lake every daily asset reads and writes."""
+    """The partitioned Parquet lake every daily asset reads and writes.
+
+    Every write keeps the bytes it replaces, recorded as written by this run; superseded
+    versions beyond ``keep_days`` / ``max_bytes`` are pruned (settings ``versions``).
+    """
 
     root: str
+    keep_days: float | None = None
+    max_bytes: int | None = None
+    _run_id: str | None = PrivateAttr(default=None)
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        self._run_id = context.run.run_id if context.run else None
 
     def lake(self) -> Lake:
-        return Lake(Path(self.root))
+        return Lake(Path(self.root), self._run_id, Retention(self.keep_days, self.max_bytes))
 
     def write_days(self, asset: str, frame: pl.DataFrame, days: Iterable[date]) -> dict[date, str]:
         """One file per requested session (empty when the session has no rows); SHA-256 each."""

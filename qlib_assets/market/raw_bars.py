@@ -16,7 +16,7 @@ from qlib_assets.market.sensor_plan import rejectable_files
 from qlib_assets.market.validation import SoftFindings, soft_findings
 from qlib_assets.settings import Settings
 from qlib_assets.storage.atomic import remove_stale_temps, write_bytes_atomic, write_parquet_atomic
-from qlib_assets.storage.lake import Lake
+from qlib_assets.storage.lake import Lake, platform_lake
 
 ASSET = "raw_bars"
 SPANS = "raw_bars_spans"
@@ -66,13 +66,13 @@ def build_raw_bars(settings: Settings, days: Sequence[date]) -> RawBarsReport:
             f"no landing file in {settings.landing_dir} holds session(s) {shown}"
             + (f" and {more} more" if more > 0 else "")
         )
-    lake = Lake(settings.lake_dir)
+    lake = platform_lake(settings)
     remove_stale_temps(lake.root / ASSET)
     before = shift_sessions(settings.calendar, days[0], -1)
     previous = lake.read_days(ASSET, [before]) if lake.exists(ASSET, before) else None
     findings = soft_findings(result.bars, previous, settings.validation)
     hashes = lake.write_days(ASSET, result.bars, days)
-    _update_spans(lake, result.bars)
+    update_spans(lake, result.bars)
     _record_ingested(lake, result.versions)
     return RawBarsReport(
         rows=result.bars.height,
@@ -143,7 +143,7 @@ def read_raw_bars_window(
     return lake.read_days(ASSET, [d for d in window if lake.exists(ASSET, d)])
 
 
-def _update_spans(lake: Lake, bars: pl.DataFrame) -> None:
+def update_spans(lake: Lake, bars: pl.DataFrame) -> None:
     """Keep each instrument's first and last session ever seen, for windowed computations.
 
     A one-session Alpha158 run reads only a lookback window; whether an instrument's first row

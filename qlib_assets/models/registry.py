@@ -70,6 +70,8 @@ class Lineage:
     inputs: list[dict[str, Any]]  # name, digest, source, tags (full sha256, data versions)
     partitions: dict[str, dict[str, str]]  # asset -> {day: sha256}
     landing_files: dict[str, str]  # path -> sha256
+    # raw_bars day -> {sha256, written_at, run_id}: the versions the inputs were computed from
+    raw_bars: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
 def library_versions(model_class: str) -> dict[str, str]:
@@ -219,6 +221,7 @@ class ModelRegistry:
             inputs=inputs,
             partitions=manifest["partitions"],
             landing_files=manifest["landing_files"],
+            raw_bars=manifest.get("raw_bars", {}),
         )
 
     def check_compatibility(

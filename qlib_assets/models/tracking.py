@@ -152,6 +152,7 @@ def train_and_track(
     run_tags: Mapping[str, str] | None = None,
     on_metric: MetricCallback | None = None,
     landing_files: Mapping[str, str] | None = None,
+    raw_bars: Mapping[str, Mapping[str, str]] | None = None,
     actor: str = "training",
     report_dir: Path | None = None,
     artifact_root: Path | str | None = None,
@@ -160,6 +161,8 @@ def train_and_track(
 
     ``run_tags``: e.g. ``dagster_run_id``, ``partition_key``, ``asset_key``, ``code_version``.
     ``landing_files``: path -> SHA-256 of the landing files the inputs came from (lineage).
+    ``raw_bars``: day -> {sha256, written_at, run_id} of the raw_bars partition versions the
+    inputs were computed from (``window_training.raw_bars_lineage``), for ``models reproduce``.
     ``report_dir``: keep the training report PNG there too (it is always logged to MLflow).
     ``artifact_root``: where a new experiment keeps its artifacts (default: MLflow's ./mlruns).
     The run ends FINISHED, or FAILED with the error in its ``error`` tag, and the error is raised.
@@ -186,6 +189,7 @@ def train_and_track(
             {
                 "partitions": {a: manifest.partitions(a) for a in manifest.assets()},
                 "landing_files": dict(landing_files or {}),
+                "raw_bars": {day: dict(v) for day, v in (raw_bars or {}).items()},
                 "feature_columns": list(result.feature_columns),
             },
             "lineage/inputs.json",

@@ -7,7 +7,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from qlib_assets.calendar import current_session, last_recorded_session, sessions
+from qlib_assets.calendar import current_session, last_recorded_session, sessions, shift_sessions
+from qlib_assets.market.raw_bars import ASSET as RAW_BARS_ASSET
 from qlib_assets.market.raw_bars import landing_catalog
 from qlib_assets.models.audit import AuditLog, default_audit_url
 from qlib_assets.models.rolling import Window, rolling_windows, window_for_key
@@ -75,6 +76,21 @@ def _landing_lineage(settings: Settings, days: Sequence[date]) -> dict[str, str]
     }
 
 
+def raw_bars_lineage(lake: Lake, last_day: date) -> dict[str, dict[str, str]]:
+    """The current version of every raw_bars partition up to ``last_day``: what a window's
+    features (lookbacks, EMA warm-up) and labels (future sessions) were computed from."""
+    current = lake.current_versions(RAW_BARS_ASSET)
+    return {
+        day.isoformat(): {
+            "sha256": v.sha256,
+            "written_at": v.written_at.isoformat(),
+            "run_id": v.run_id,
+        }
+        for day, v in sorted(current.items())
+        if day <= last_day
+    }
+
+
 def window_data(settings: Settings, spec: ModelSpec, key: str) -> "tuple[Window, WindowFrame]":
     """The window with test start ``key`` and its train/valid feature and label frame.
 
@@ -130,6 +146,7 @@ def train_spec_window(
     from qlib_assets.models.tracking import train_and_track
 
     window, data = window_data(settings, spec, key)
+    label_end = shift_sessions(settings.calendar, window.data_end, spec.label.horizon)
     return train_and_track(
         spec,
         window,
@@ -139,6 +156,7 @@ def train_spec_window(
         run_tags=run_tags,
         on_metric=on_metric,
         landing_files=_landing_lineage(settings, window_days(window, platform_sessions(settings))),
+        raw_bars=raw_bars_lineage(Lake(settings.lake_dir), label_end),
         report_dir=settings.root / "reports" / spec.name,
         artifact_root=artifact_root or settings.mlflow_artifacts,
     )

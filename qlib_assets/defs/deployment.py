@@ -1,10 +1,15 @@
 """The deployment pipeline as a Dagster asset: launch it with a spec and a validated version."""
 
+from pathlib import Path
+
 import dagster as dg
 
+from qlib_assets.defs.daily import code_version
 from qlib_assets.settings import Settings
 
 GROUP = "deployment"
+# The pipeline's source, read as text: importing it here would pull mlflow into the code location.
+PIPELINE = Path(__file__).parents[1] / "serving" / "deployment.py"
 
 
 class DeploymentConfig(dg.Config):
@@ -16,6 +21,7 @@ def build_deployment_defs(settings: Settings) -> dg.Definitions:
     @dg.asset(
         name="deployment",
         group_name=GROUP,
+        code_version=code_version(PIPELINE.read_text(), settings.serving.model_dump_json()),
         description="A validated version through staging (health, performance test), then prod "
         "by blue-green or canary (serving.strategy) with the approval prod needs; a failed step "
         "rolls back by itself. Results on the version (deploy.* tags) and in the audit table.",

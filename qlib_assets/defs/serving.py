@@ -7,7 +7,9 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
+from qlib_assets.defs.daily import code_version
 from qlib_assets.defs.png import png_metadata
+from qlib_assets.monitoring import serving_metrics as metrics_library
 from qlib_assets.settings import Settings
 
 GROUP = "monitoring"
@@ -44,6 +46,11 @@ def build_serving_defs(settings: Settings) -> dg.Definitions:
     @dg.asset(
         name="serving_metrics",
         group_name=GROUP,
+        code_version=code_version(
+            metrics_library.serving_metrics,
+            metrics_library.plot_serving,
+            f"{settings.serving.p99_ms} {settings.serving.max_error_rate}",
+        ),
         partitions_def=days,
         deps=[serving_request_log],
         kinds={"parquet", "polars"},

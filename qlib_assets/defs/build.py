@@ -16,7 +16,7 @@ from qlib_assets.settings import Settings
 
 
 def build_definitions(settings: Settings) -> dg.Definitions:
-    set_sqlite_synchronous(settings.sqlite_synchronous)
+    set_sqlite_synchronous(settings.sqlite_synchronous, settings.root)
     trading_days = trading_days_partitions(settings.calendar, settings.start_date)
     return dg.Definitions.merge(
         build_market_defs(settings, trading_days),

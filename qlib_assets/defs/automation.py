@@ -1,4 +1,4 @@
-"""Update modes (seed 001): the daily routine, the rolling retrain, retraining on breaches."""
+"""Update modes: the daily routine, the rolling retrain, retraining on breaches."""
 
 import dagster as dg
 

@@ -13,7 +13,6 @@ from qlib_assets.market.sensor_plan import plan_landing_runs
 from qlib_assets.settings import Settings
 
 GROUP = "market_data"
-RawBarsEvent = dg.MaterializeResult | dg.AssetCheckResult
 
 
 def build_market_defs(settings: Settings, partitions: dg.PartitionsDefinition) -> dg.Definitions:

@@ -217,9 +217,5 @@ def latest_breaches(settings: Settings) -> list[Breach]:
     return breaches
 
 
-def _tag_float(tags: dict[str, str], key: str) -> float | None:
-    return float(tags[key]) if key in tags else None
-
-
 def cooldown(settings: Settings) -> timedelta:
     return timedelta(days=settings.monitoring.cooldown_days)

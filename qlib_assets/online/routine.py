@@ -1,4 +1,4 @@
-"""What the daily routine runs after a session closes (seed 001's scheduled update mode)."""
+"""What the daily routine runs after a session closes (the scheduled update mode)."""
 
 from dataclasses import dataclass
 from datetime import date

@@ -100,7 +100,7 @@ class Compiler:
         return self.win(x.rolling_sum(n, min_samples=1)), stage
 
     def shared_window(
-        self, op: str, feature: Node, x: pl.Expr, n: int, stage: int
+        self, op: str, feature: Node, x: pl.Expr, n: int, q: float | None, stage: int
     ) -> Compiled | None:
         """A window operator from work shared with other windows, or None for its own form."""
         return None
@@ -333,7 +333,7 @@ class Compiler:
         x, stage = self.window_column(feature)
         if op in ("Mean", "Sum") and x_out.kind == "bool":
             return self.window_mean(op, x, n, stage, counting=True)
-        shared = self.shared_window(op, feature, x, n, stage)
+        shared = self.shared_window(op, feature, x, n, q, stage)
         if shared is not None:
             return shared
         if op == "Count":

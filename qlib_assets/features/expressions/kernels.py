@@ -209,7 +209,7 @@ def rank_columns(values: FloatArray, pos: IntArray, ns: Sequence[int]) -> list[F
         # instrument's rows when the column is not padded) are redone from their emptied
         # window matrices.
         short = np.flatnonzero((pos >= 0) & (pos < n - 1))
-        short = short[_valid_before_start(present, longest - 1, short, pos[short], valid[short])]
+        short = short[valid_before_start(present, longest - 1, short, pos[short], valid[short])]
         if short.size:
             _, block, _ = short_rows(sliding_windows(values, n)[short], pos[short], n, np.nan)
             result[short] = rank(block)
@@ -217,7 +217,7 @@ def rank_columns(values: FloatArray, pos: IntArray, ns: Sequence[int]) -> list[F
     return ranks
 
 
-def _valid_before_start(
+def valid_before_start(
     present: IntArray, lead: int, rows: IntArray, pos: IntArray, valid: IntArray
 ) -> np.ndarray:
     """Which of ``rows`` (``pos`` their index within their instrument) have a window holding

@@ -8,7 +8,8 @@ argument is, the smallest window it accepts, and for a window operator its forms
 one entry: with a ``statistic`` only, the whole-column path runs it over a sliding view of the
 column; a ``rolling`` form lets polars run it instead; a ``column`` form is a faster numpy
 pass over a whole column. The padded compiler has shared forms for a few operators on top
-(window sums, extremes, ranks over several windows); their entries stay the reference.
+(window sums, extremes, ranks and quantiles over several windows); their entries stay the
+reference.
 """
 
 from collections.abc import Callable

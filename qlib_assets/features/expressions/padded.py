@@ -4,10 +4,11 @@ many expressions.
 Each window input is its own column; window sums and Max/Min with IdxMax/IdxMin are built for a
 long window by merging two shorter windows of the same input (a 60-row window from two of 30, 30
 from 20 and 10 ...), so all windows of one input cost about as much as the longest alone, and a
-sum stays a direct sum of its window's rows; Rank over all windows of one input comes from one
-lag walk; Corr pairs its sides once for every window; whole-number window sums (counts,
-positions) are differences of running totals. Columns are computed stage by stage: polars runs
-a stage's columns in parallel, and each is computed once however many expressions read it.
+sum stays a direct sum of its window's rows; Quantile's sorted cells are merged likewise
+(:mod:`.quantiles`); Rank over all windows of one input comes from one lag walk; Corr pairs its
+sides once for every window; whole-number window sums (counts, positions) are differences of
+running totals. Columns are computed stage by stage: polars runs a stage's columns in parallel,
+and each is computed once however many expressions read it.
 """
 
 from collections.abc import Callable
@@ -19,6 +20,7 @@ from qlib_assets.features.expressions.operators import OPERATORS
 from qlib_assets.features.expressions.panel import INSTRUMENT, REAL, padded_panel
 from qlib_assets.features.expressions.parser import Call, Field, Node
 from qlib_assets.features.expressions.planning import Plan, window_split
+from qlib_assets.features.expressions.quantiles import quantiles_kernel
 from qlib_assets.features.expressions.windows import paired_variance_kernel, ranks_kernel
 
 # A window's columns, and how two adjacent windows' columns make the longer window's:
@@ -38,6 +40,7 @@ class PaddedCompiler(Compiler):
         self.window_sums: dict[str, dict[int, tuple[Parts, int]]] = {}
         self.extremes: dict[str, dict[int, tuple[Parts, int]]] = {}
         self.rank_structs: dict[str, tuple[pl.Expr, int]] = {}
+        self.quantile_structs: dict[str, tuple[pl.Expr, int]] = {}
 
     def field(self, node: Field) -> Compiled:
         # The padded layout stores fields as float32 with nulls for missing values.
@@ -90,7 +93,7 @@ class PaddedCompiler(Compiler):
         return total, total_stage
 
     def shared_window(
-        self, op: str, feature: Node, x: pl.Expr, n: int, stage: int
+        self, op: str, feature: Node, x: pl.Expr, n: int, q: float | None, stage: int
     ) -> Compiled | None:
         if op in ("Mean", "Sum"):
             return self.window_mean(op, x, n, stage, counting=False)
@@ -99,6 +102,8 @@ class PaddedCompiler(Compiler):
             return self.extreme(x, stage, group, op, n)
         if op == "Rank" and len(self.plan.ranks.get(feature.key(), ())) > 1:
             return self.rank(x, stage, feature.key(), n)
+        if op == "Quantile" and q is not None:
+            return self.quantile(x, stage, feature.key(), n, q)
         return None
 
     def paired_variance(self, paired: pl.Expr, feature: Node, std: pl.Expr, n: int) -> pl.Expr:
@@ -163,6 +168,22 @@ class PaddedCompiler(Compiler):
             self.rank_structs[key] = self.column(expr, stage)
         column, struct_stage = self.rank_structs[key]
         return self.out64(column.struct.field(f"r{windows.index(n)}"), struct_stage)
+
+    def quantile(self, x: pl.Expr, stage: int, key: str, n: int, q: float) -> Compiled:
+        """One field of a struct column holding every quantile the expressions take of the same
+        input (QTLU and QTLD over all their windows): one kernel sorts every window's cells,
+        the longer windows merged from the shorter ones (:mod:`.quantiles`)."""
+        levels = dict(self.plan.quantiles.get(key, {}))
+        levels[n] = tuple(sorted({*levels.get(n, ()), q}))
+        struct_key = f"{key}|{sorted(levels.items())}"
+        if struct_key not in self.quantile_structs:
+            struct = pl.struct(x.alias("v"), self.pos().alias("p"))
+            names = [f"q{w}_{i}" for w, qs in levels.items() for i in range(len(qs))]
+            dtype = pl.Struct(dict.fromkeys(names, pl.Float64))
+            expr = struct.map_batches(quantiles_kernel(levels), return_dtype=dtype)
+            self.quantile_structs[struct_key] = self.column(expr, stage)
+        column, struct_stage = self.quantile_structs[struct_key]
+        return self.out64(column.struct.field(f"q{n}_{levels[n].index(q)}"), struct_stage)
 
 
 def _windowed(node: Call) -> bool:

@@ -1,6 +1,6 @@
 """What a set of expressions needs before it is compiled: how many sessions one output row
-depends on, which subexpressions several expressions share, which windows of one input are
-ranked, and how a long window is merged from two shorter ones."""
+depends on, which subexpressions several expressions share, which windows and levels of one
+input are ranked or taken quantiles of, and how a long window is merged from two shorter ones."""
 
 from collections import Counter
 from collections.abc import Collection, Iterator, Sequence
@@ -19,11 +19,13 @@ _EXACT_TOTAL = 2.0**53
 @dataclass(frozen=True)
 class Plan:
     """``shared``: keys of the calls more than one place reads; ``ranks``: by input key, the
-    windows it is ranked over; ``exact_totals``: running totals of whole numbers over the
+    windows it is ranked over; ``quantiles``: by input key and window, the levels taken of it;
+    ``exact_totals``: running totals of whole numbers over the
     panel (the largest: squared session positions) stay exact in float64."""
 
     shared: frozenset[str] = frozenset()
     ranks: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    quantiles: dict[str, dict[int, tuple[float, ...]]] = field(default_factory=dict)
     exact_totals: bool = True
 
 
@@ -35,6 +37,7 @@ def plan(trees: Sequence[Node], instrument_lengths: np.ndarray) -> Plan:
     return Plan(
         shared=frozenset(key for key, count in uses.items() if count > 1),
         ranks=_rank_windows(calls),
+        quantiles=_quantile_levels(calls),
         exact_totals=squares < _EXACT_TOTAL,
     )
 
@@ -71,6 +74,21 @@ def calls_in(node: Node) -> Iterator[Call]:
         yield node
         for arg in node.args:
             yield from calls_in(arg)
+
+
+def _quantile_levels(calls: Sequence[Call]) -> dict[str, dict[int, tuple[float, ...]]]:
+    """The levels of every well-formed ``Quantile(x, n, q)``, by ``x`` and ``n``."""
+    levels: dict[str, dict[int, set[float]]] = {}
+    for call in calls:
+        if call.op == "Quantile" and len(call.args) == 3:
+            feature, n, q = call.args
+            if _positive_int(n) and isinstance(q, Const):
+                windows = levels.setdefault(feature.key(), {})
+                windows.setdefault(int(n.value), set()).add(float(q.value))
+    return {
+        key: {n: tuple(sorted(qs)) for n, qs in sorted(windows.items())}
+        for key, windows in levels.items()
+    }
 
 
 def _rank_windows(calls: Sequence[Call]) -> dict[str, tuple[int, ...]]:

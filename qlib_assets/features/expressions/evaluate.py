@@ -14,7 +14,6 @@ from qlib_assets.features.expressions.panel import INSTRUMENT
 from qlib_assets.features.expressions.parser import Const, ExpressionError, Node, parse
 from qlib_assets.features.expressions.planning import plan
 from qlib_assets.features.expressions.targets import TargetsCompiler, run_at_targets
-from qlib_assets.gc_pause import gc_paused
 
 
 def _check_fields_used(node: Node, text: str) -> None:
@@ -58,17 +57,6 @@ def compute_expressions(
     rows only (the same values as the rows of a run without ``targets``). Meant for a few
     sessions at the end of a lookback window: the cost grows with the number of target rows.
     """
-    # Compiling and running create many short-lived Python objects and no cycles.
-    with gc_paused():
-        return _compute(panel, expressions, allow_future, targets)
-
-
-def _compute(
-    panel: pl.DataFrame,
-    expressions: Mapping[str, str],
-    allow_future: bool,
-    targets: Sequence[date] | None,
-) -> pl.DataFrame:
     trees: dict[str, Node] = {}
     for name, text in expressions.items():
         try:

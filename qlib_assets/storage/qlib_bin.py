@@ -28,9 +28,8 @@ refuses them and :meth:`rebuild` (from the full history) is the way to add them.
 import os
 import shutil
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -40,7 +39,6 @@ import polars as pl
 from filelock import FileLock
 
 from qlib_assets.calendar import sessions
-from qlib_assets.gc_pause import gc_paused
 from qlib_assets.market.schema import FIELD_COLUMNS, canonical
 from qlib_assets.storage.atomic import write_bytes_atomic
 from qlib_assets.storage.qlib_append import Appends, plan_appends, write_appends
@@ -152,7 +150,7 @@ class QlibProviderWriter:
             )
         self._check_sessions(wanted)
         frame = _prepare(bars, wanted)
-        with self._writing():
+        with self._lock():
             self._recover()
             old_calendar = self.sessions()
             if old_calendar and wanted[0] < old_calendar[0]:
@@ -202,7 +200,7 @@ class QlibProviderWriter:
         calendar = list(sessions(self.calendar, wanted[0], wanted[-1]))
         index = {day: i for i, day in enumerate(calendar)}
         batch = _batch(frame, calendar, index, self.fields)
-        with self._writing():
+        with self._lock():
             self._recover()
             ops, appends, _, _ = self._plan(batch, {})
             staging = self.root / _STAGING
@@ -228,17 +226,6 @@ class QlibProviderWriter:
     def _lock(self) -> FileLock:
         self.root.mkdir(parents=True, exist_ok=True)
         return FileLock(self.lock_path, timeout=self._lock_timeout)
-
-    @contextmanager
-    def _writing(self) -> Iterator[None]:
-        """The lock, with Python's cyclic garbage collector paused while it is held.
-
-        A write allocates tens of thousands of small objects and no reference cycles; the
-        collections they set off would sweep the caller's whole heap in the middle of the write
-        while other writers wait.
-        """
-        with self._lock(), gc_paused():
-            yield
 
     def _recover(self) -> bool:
         staging = self.root / _STAGING

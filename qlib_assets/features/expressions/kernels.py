@@ -197,7 +197,7 @@ def rank_columns(values: FloatArray, pos: IntArray, ns: Sequence[int]) -> list[F
             if n in ns:
                 start = longest - n
                 valid = present[start + n : start + n + rows] - present[start : start + rows]
-                results[n] = (score + 1.0) / (2.0 * valid), valid
+                results[n] = (score.astype(np.float64) + 1.0) / (2.0 * valid), valid
     missing = np.isnan(values)
     ranks: list[FloatArray] = []
     for n in ns:

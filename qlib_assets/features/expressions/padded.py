@@ -141,11 +141,11 @@ class PaddedCompiler(Compiler):
         first row."""
         if group not in self.extremes:
             ranked = (x if group.endswith("max") else -x).fill_null(float("-inf"))
-            gap = pl.when(x.is_null() & pl.col(REAL)).then(pl.lit(0, dtype=pl.Int32))
+            missing = pl.when(x.is_null() & pl.col(REAL)).then(pl.lit(0, dtype=pl.Int32))
             base = (
                 self.column(ranked, stage)[0],
                 pl.lit(0, dtype=pl.Int32),
-                self.column(gap, stage)[0],
+                self.column(missing, stage)[0],
             )
             self.extremes[group] = {1: (base, stage + 1)}
         (best, first, gap), parts_stage = self.merged(self.extremes[group], n, _merge_extremes)

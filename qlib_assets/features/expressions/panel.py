@@ -41,10 +41,10 @@ def to_session_panel(
     located = bars.select(INSTRUMENT, "date", *fields).join(cal, on="date", how="left")
     stray = located.filter(pl.col("__slot").is_null())
     if stray.height:
-        first = stray.row(0, named=True)
+        example = stray.row(0, named=True)
         raise ValueError(
             f"{stray.height} bars fall outside the session calendar, e.g. "
-            f"{first[INSTRUMENT]} on {first['date']}"
+            f"{example[INSTRUMENT]} on {example['date']}"
         )
     located = located.sort(INSTRUMENT, "__slot")
     names, first, last = (

@@ -58,9 +58,10 @@ def _extent(node: Node) -> int:
     inner = max((_extent(a) for a in node.args), default=0)
     spec = OPERATORS.get(node.op)
     at = None if spec is None else spec.window_at
-    if at is None or at >= len(node.args) or not isinstance(node.args[at], Const):
+    window = None if at is None or at >= len(node.args) else node.args[at]
+    if not isinstance(window, Const):
         return inner
-    n = node.args[at].value
+    n = window.value
     if node.op == "Ref":
         return inner + max(int(n), 0)
     if isinstance(n, int):

@@ -1,6 +1,6 @@
 """Technical indicators of daily bars, per instrument, as float64 columns.
 
-``CATALOG`` lists the columns (see ``indicator_catalog``); ``compute_indicators`` computes any of
+``CATALOG`` lists the columns (see ``.catalog``); ``compute_indicators`` computes any of
 them for many instruments at once. Each instrument is computed over its own sessions only: a
 suspension (a missing row, or a row whose fields are null or NaN) is skipped, never filled.
 """
@@ -15,7 +15,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from qlib_assets.features.indicator_catalog import (
+from qlib_assets.features.indicators.catalog import (
     CATALOG,
     DEFAULT_FAMILIES,
     FAMILIES,
@@ -24,7 +24,7 @@ from qlib_assets.features.indicator_catalog import (
     max_warmup,
     select,
 )
-from qlib_assets.features.indicator_panel import FIELDS, Panel
+from qlib_assets.features.indicators.panel import FIELDS, Panel
 
 __all__ = [
     "CATALOG",

@@ -9,7 +9,7 @@ import polars as pl
 
 from qlib_assets.calendar import sessions
 from qlib_assets.defs.build import build_definitions
-from qlib_assets.market.generator import Market
+from qlib_assets.market.synthetic import Market
 from qlib_assets.settings import Settings
 
 DAYS = sessions("XSHG", date(2024, 1, 2), date(2024, 1, 10))

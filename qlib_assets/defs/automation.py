@@ -4,13 +4,13 @@ import dagster as dg
 
 from qlib_assets.calendar import exchange_timezone
 from qlib_assets.models.window_training import audit_log, platform_specs
+from qlib_assets.monitoring.builders import cooldown, latest_breaches
 from qlib_assets.monitoring.retrain_trigger import (
     decode_cursor,
     encode_cursor,
     plan_retraining,
     record_requests,
 )
-from qlib_assets.monitoring.tables import cooldown, latest_breaches
 from qlib_assets.online.routine import (
     daily_routine_requests,
     due_retrains,

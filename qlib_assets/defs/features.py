@@ -8,7 +8,7 @@ import polars as pl
 
 from qlib_assets import __version__
 from qlib_assets.calendar import partition_date
-from qlib_assets.features.tables import (
+from qlib_assets.features.builders import (
     LABEL_HORIZON,
     alpha158_window,
     build_alpha158,

@@ -9,8 +9,7 @@ from qlib_assets import __version__
 from qlib_assets.calendar import partition_date
 from qlib_assets.defs.png import png_metadata
 from qlib_assets.models.window_training import platform_specs
-from qlib_assets.monitoring.report import drift_heatmap, drift_share_chart, rolling_ic_chart
-from qlib_assets.monitoring.tables import (
+from qlib_assets.monitoring.builders import (
     FEATURE_DRIFT,
     PERFORMANCE_DECAY,
     PREDICTION_DRIFT,
@@ -18,7 +17,8 @@ from qlib_assets.monitoring.tables import (
     build_performance_decay,
     build_prediction_drift,
 )
-from qlib_assets.online.tables import predictions_asset
+from qlib_assets.monitoring.report import drift_heatmap, drift_share_chart, rolling_ic_chart
+from qlib_assets.online.builders import predictions_asset
 from qlib_assets.settings import Settings
 from qlib_assets.storage.lake import Lake
 

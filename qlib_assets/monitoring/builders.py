@@ -17,8 +17,8 @@ from qlib_assets.monitoring.decay import DecayResult, performance_decay
 from qlib_assets.monitoring.drift import DriftResult, feature_drift, prediction_drift
 from qlib_assets.monitoring.reference_cache import ReferenceCache
 from qlib_assets.monitoring.retrain_trigger import Breach, decay_breach
+from qlib_assets.online.builders import online_model_uris, predictions_asset
 from qlib_assets.online.predictions import scoring_features
-from qlib_assets.online.tables import online_model_uris, predictions_asset
 from qlib_assets.settings import Settings
 from qlib_assets.storage.lake import Lake
 

@@ -21,7 +21,7 @@ from qlib_assets.defs.build import build_definitions
 from qlib_assets.features.builders import LABEL_HORIZON
 from qlib_assets.instance import embedded_instance
 from qlib_assets.market.synthetic import MarketSpec, generate_market, write_landing
-from qlib_assets.models.window_training import platform_specs, spec_windows
+from qlib_assets.models.platform import platform_specs, spec_windows
 from qlib_assets.online.builders import SIGNAL, predictions_asset
 from qlib_assets.orchestration import materialize_partition, materialize_range
 from qlib_assets.settings import Settings

@@ -3,7 +3,7 @@
 import dagster as dg
 
 from qlib_assets.calendar import exchange_timezone
-from qlib_assets.models.window_training import audit_log, platform_specs
+from qlib_assets.models.platform import audit_log, platform_specs
 from qlib_assets.monitoring.builders import cooldown, latest_breaches
 from qlib_assets.monitoring.retrain_trigger import (
     decode_cursor,

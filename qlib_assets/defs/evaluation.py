@@ -9,7 +9,7 @@ from qlib_assets.calendar import partition_date
 from qlib_assets.defs.png import png_metadata
 from qlib_assets.evaluation.backtest import BacktestConfig
 from qlib_assets.evaluation.builders import build_backtest, build_signal_analysis, log_backtest
-from qlib_assets.models.window_training import platform_specs
+from qlib_assets.models.platform import platform_specs
 from qlib_assets.online.builders import SIGNAL, predictions_asset
 from qlib_assets.settings import Settings
 from qlib_assets.storage.lake import Lake

@@ -8,8 +8,9 @@ import dagster as dg
 from qlib_assets import __version__
 from qlib_assets.defs.png import png_metadata
 from qlib_assets.defs.resources import MLflowTracking, mlflow_resource
+from qlib_assets.models.platform import platform_specs, spec_windows
 from qlib_assets.models.specs import ModelSpec
-from qlib_assets.models.window_training import platform_specs, spec_windows, train_spec_window
+from qlib_assets.models.window_training import train_spec_window
 from qlib_assets.settings import Settings
 
 GROUP = "models"

@@ -8,7 +8,7 @@ import polars as pl
 from qlib_assets import __version__
 from qlib_assets.calendar import partition_date
 from qlib_assets.defs.png import png_metadata
-from qlib_assets.models.window_training import platform_specs
+from qlib_assets.models.platform import platform_specs
 from qlib_assets.monitoring.builders import (
     FEATURE_DRIFT,
     PERFORMANCE_DECAY,

@@ -5,8 +5,8 @@ import polars as pl
 
 from qlib_assets import __version__
 from qlib_assets.calendar import partition_date
+from qlib_assets.models.platform import platform_specs
 from qlib_assets.models.specs import ModelSpec
-from qlib_assets.models.window_training import platform_specs
 from qlib_assets.online.builders import SIGNAL, build_predictions, build_signal, predictions_asset
 from qlib_assets.online.predictions import PREDICTION_SCHEMA
 from qlib_assets.settings import Settings

@@ -9,10 +9,10 @@ import polars as pl
 from mlflow import MlflowClient
 
 from qlib_assets.calendar import sessions, shift_sessions
+from qlib_assets.models.platform import audit_log, platform_specs, spec_windows
 from qlib_assets.models.registry import ModelRegistry
 from qlib_assets.models.rolling import Window, window_for_day
 from qlib_assets.models.specs import ModelSpec
-from qlib_assets.models.window_training import audit_log, platform_specs, spec_windows
 from qlib_assets.monitoring.decay import DecayResult, performance_decay
 from qlib_assets.monitoring.drift import DriftResult, feature_drift, prediction_drift
 from qlib_assets.monitoring.reference_cache import ReferenceCache

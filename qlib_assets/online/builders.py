@@ -5,9 +5,9 @@ from datetime import date
 
 import polars as pl
 
+from qlib_assets.models.platform import audit_log, platform_specs, spec_windows
 from qlib_assets.models.registry import STATE_TAG, ModelRegistry
 from qlib_assets.models.specs import ModelSpec
-from qlib_assets.models.window_training import audit_log, platform_specs, spec_windows
 from qlib_assets.online.ensemble import average_ensemble
 from qlib_assets.online.predictions import PredictionResult, predict_sessions, scoring_features
 from qlib_assets.settings import Settings

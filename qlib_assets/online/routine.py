@@ -5,8 +5,8 @@ from datetime import date
 
 from qlib_assets.calendar import is_session, shift_sessions
 from qlib_assets.features.builders import LABEL_HORIZON
+from qlib_assets.models.platform import platform_specs, spec_windows
 from qlib_assets.models.rolling import Window
-from qlib_assets.models.window_training import platform_specs, spec_windows
 from qlib_assets.online.builders import SIGNAL, online_model_uris, predictions_asset
 from qlib_assets.settings import Settings
 from qlib_assets.storage.lake import Lake

@@ -211,13 +211,8 @@ _TABLE = (
     ),
     Operator("Mad", "window", 2, statistic=lambda w: kernels.mad(w.values)),
     Operator("Rank", "window", 2, statistic=lambda w: kernels.rank(w.values), column=_rank_column),
-    Operator(
-        "Count",
-        "window",
-        2,
-        rolling=lambda x, n, _: x.is_not_null().cast(pl.Float64).rolling_sum(n, min_samples=1),
-        statistic=_count,
-    ),
+    # The compilers count by running totals (Compiler.counting_sum).
+    Operator("Count", "window", 2, statistic=_count),
     Operator("Delta", "delta", 2),
     *(
         Operator(name, "window", 2, statistic=_regression(name), nan_free=False)

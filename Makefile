@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export QLIB_ASSETS_HOME ?= $(CURDIR)/.qlib_assets
 
-.PHONY: install demo test test-slow lint format ui mlflow-ui bench clean
+.PHONY: install demo test snapshot test-slow lint format ui mlflow-ui bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,7 +22,12 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 	$(BIN)/pytest -q
+
+# After an intended change to the asset graph: rewrite its snapshot, then review and commit it.
+snapshot: $(STAMP)
+	QLIB_ASSETS_UPDATE_SNAPSHOT=1 $(BIN)/pytest -q qlib_assets_tests/test_asset_graph.py
 
 test-slow: $(STAMP)
 	$(BIN)/pytest -q -m slow

@@ -26,7 +26,7 @@ import polars as pl
 
 from qlib_assets.calendar import sessions as exchange_sessions
 from qlib_assets.features.alpha158 import alpha158_lookback, compute_alpha158
-from qlib_assets.market.generator import MarketSpec, generate_market
+from qlib_assets.market.synthetic import MarketSpec, generate_market
 from qlib_assets.market.schema import FIELD_COLUMNS
 from qlib_assets.storage.qlib_bin import QlibProviderWriter
 

@@ -35,7 +35,7 @@ from qlib_assets.evaluation.backtest import (
 )
 from qlib_assets.evaluation.signal_analysis import daily_ic
 from qlib_assets.features.alpha158 import compute_label
-from qlib_assets.market.generator import MarketSpec, generate_market
+from qlib_assets.market.synthetic import MarketSpec, generate_market
 from qlib_assets.online.ensemble import average_ensemble
 from qlib_assets.storage.qlib_bin import QlibProviderWriter
 

@@ -30,7 +30,7 @@ import polars as pl
 
 from qlib_assets.calendar import sessions as exchange_sessions
 from qlib_assets.features.alpha158 import alpha158_lookback, compute_alpha158
-from qlib_assets.market.generator import MarketSpec, generate_market
+from qlib_assets.market.synthetic import MarketSpec, generate_market
 from qlib_assets.monitoring.drift import REFERENCE_ROWS, feature_columns, feature_drift
 from qlib_assets.monitoring.reference_cache import ReferenceCache
 

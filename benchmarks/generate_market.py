@@ -14,8 +14,8 @@ import time
 from datetime import date
 from pathlib import Path
 
-from qlib_assets.market.generator import MarketSpec, generate_market, write_landing
-from qlib_assets.market.generator_quality import oracle_ic, reversal_ic
+from qlib_assets.market.synthetic import MarketSpec, generate_market, write_landing
+from qlib_assets.market.synthetic.quality import oracle_ic, reversal_ic
 from qlib_assets.storage.atomic import write_parquet_atomic
 
 BUDGET_SECONDS = 60.0

@@ -45,8 +45,8 @@ def main() -> None:
 
     from qlib_assets.calendar import sessions
     from qlib_assets.instance import prepare_dagster_home
-    from qlib_assets.market.generator import MarketSpec, generate_market, write_landing
     from qlib_assets.market.raw_bars import build_raw_bars
+    from qlib_assets.market.synthetic import MarketSpec, generate_market, write_landing
     from qlib_assets.settings import load_settings
 
     settings = load_settings()

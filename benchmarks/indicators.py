@@ -24,8 +24,8 @@ from datetime import date, timedelta
 import numpy as np
 import polars as pl
 
-from qlib_assets.features.indicator_catalog import talib_input_fields
-from qlib_assets.features.indicator_panel import c_function
+from qlib_assets.features.indicators.catalog import talib_input_fields
+from qlib_assets.features.indicators.panel import c_function
 from qlib_assets.features.indicators import CATALOG, compute_indicators
 
 SHAPES = ((5_000, 260), (1_000, 2_500))

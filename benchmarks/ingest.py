@@ -23,7 +23,7 @@ from pathlib import Path
 
 import polars as pl
 
-from qlib_assets.market.generator import MarketSpec, generate_market
+from qlib_assets.market.synthetic import MarketSpec, generate_market
 from qlib_assets.market.raw_bars import ASSET
 from qlib_assets.storage.lake import Lake
 from qlib_assets.storage.qlib_bin import QlibProviderWriter

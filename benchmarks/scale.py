@@ -25,7 +25,7 @@ import yaml
 
 from qlib_assets.calendar import sessions
 from qlib_assets.instance import embedded_instance
-from qlib_assets.market.generator import Market, MarketSpec, generate_market, write_landing
+from qlib_assets.market.synthetic import Market, MarketSpec, generate_market, write_landing
 from qlib_assets.operations.daily_graph import busy_seconds, daily_graph_stages, write_quick_spec
 from qlib_assets.operations.launch import execute_range
 from qlib_assets.operations.services import (

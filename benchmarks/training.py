@@ -16,7 +16,7 @@ from datetime import date
 from pathlib import Path
 
 from qlib_assets.features.alpha158 import compute_alpha158, compute_label
-from qlib_assets.market.generator import MarketSpec, generate_market
+from qlib_assets.market.synthetic import MarketSpec, generate_market
 from qlib_assets.models.dataset import load_window_frame, window_days
 from qlib_assets.models.rolling import rolling_windows
 from qlib_assets.models.specs import load_specs

@@ -42,7 +42,7 @@ def _generate(
     oracle: bool = False,
     calendar: str = "XSHG",
 ) -> int:
-    from qlib_assets.market.generator import MarketSpec, generate_market, write_landing
+    from qlib_assets.market.synthetic import MarketSpec, generate_market, write_landing
 
     spec = MarketSpec(
         instruments=instruments,

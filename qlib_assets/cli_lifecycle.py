@@ -21,7 +21,7 @@ def cmd_approve(args: argparse.Namespace) -> int:
 def cmd_gate(args: argparse.Namespace) -> int:
     from qlib_assets.cli_models import _emit
     from qlib_assets.lifecycle.gates import gate_version
-    from qlib_assets.models.window_training import platform_specs
+    from qlib_assets.models.platform import platform_specs
 
     settings = load_settings()
     report = gate_version(settings, platform_specs(settings)[args.model], args.version)
@@ -34,7 +34,7 @@ def cmd_promote(args: argparse.Namespace) -> int:
     from qlib_assets.cli_models import _emit
     from qlib_assets.lifecycle.champion import next_session_to_serve
     from qlib_assets.lifecycle.promotion import promote
-    from qlib_assets.models.window_training import platform_specs
+    from qlib_assets.models.platform import platform_specs
 
     settings = load_settings()
     spec = platform_specs(settings)[args.model]
@@ -56,7 +56,7 @@ def cmd_promote(args: argparse.Namespace) -> int:
 def cmd_champion(args: argparse.Namespace) -> int:
     from qlib_assets.cli_models import _emit
     from qlib_assets.lifecycle.champion import champion, served_version
-    from qlib_assets.models.window_training import platform_specs
+    from qlib_assets.models.platform import platform_specs
 
     settings = load_settings()
     if args.session is None:

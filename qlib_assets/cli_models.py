@@ -31,8 +31,8 @@ def _day(text: str) -> date:
 
 
 def _registry(settings: Settings) -> ModelRegistry:
+    from qlib_assets.models.platform import audit_log
     from qlib_assets.models.registry import ModelRegistry
-    from qlib_assets.models.window_training import audit_log
 
     return ModelRegistry(settings.mlflow_uri, audit_log(settings))
 
@@ -152,7 +152,8 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def cmd_transition(args: argparse.Namespace) -> int:
-    from qlib_assets.models.window_training import platform_specs, serving_features
+    from qlib_assets.models.platform import platform_specs
+    from qlib_assets.models.window_training import serving_features
 
     settings = load_settings()
     registry = _registry(settings)
@@ -171,13 +172,9 @@ def cmd_transition(args: argparse.Namespace) -> int:
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
+    from qlib_assets.models.platform import platform_specs, spec_windows, specs_folder
     from qlib_assets.models.tuning import tune_spec
-    from qlib_assets.models.window_training import (
-        platform_specs,
-        spec_windows,
-        specs_folder,
-        window_data,
-    )
+    from qlib_assets.models.window_training import window_data
     from qlib_assets.storage.lake import Lake
 
     settings = load_settings()
@@ -214,8 +211,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
+    from qlib_assets.models.platform import specs_folder
     from qlib_assets.models.reproduce import reproduce_version
-    from qlib_assets.models.window_training import specs_folder
     from qlib_assets.storage.lake import Lake
 
     settings = load_settings()

@@ -15,7 +15,7 @@ def cmd_tasks(args: argparse.Namespace) -> int:
     import dagster as dg
 
     from qlib_assets.instance import embedded_instance
-    from qlib_assets.models.window_training import platform_specs, spec_windows
+    from qlib_assets.models.platform import platform_specs, spec_windows
     from qlib_assets.operations.tasks import window_statuses
 
     settings = load_settings()

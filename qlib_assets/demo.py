@@ -19,11 +19,11 @@ from qlib_assets.asset_keys import SIGNAL, model_asset, predictions_asset
 from qlib_assets.calendar import sessions, shift_sessions
 from qlib_assets.defs.build import build_definitions
 from qlib_assets.demo_spec import DemoSpec
-from qlib_assets.features.tables import LABEL_HORIZON
+from qlib_assets.features.builders import LABEL_HORIZON
 from qlib_assets.first_start import record_sensor_tick
 from qlib_assets.instance import embedded_instance
-from qlib_assets.market.generator import MarketSpec, generate_market, write_landing
-from qlib_assets.models.window_training import platform_specs, spec_windows
+from qlib_assets.market.synthetic import MarketSpec, generate_market, write_landing
+from qlib_assets.models.platform import platform_specs, spec_windows
 from qlib_assets.orchestration import materialize_partition, materialize_range
 from qlib_assets.settings import Settings
 from qlib_assets.summary import feature_summary
@@ -173,7 +173,7 @@ def _round(value: Any) -> Any:
 
 def _oracle_ic(settings: Settings, start: date, end: date) -> float | None:
     """The best achievable IC over the same sessions: the planted expected return's IC."""
-    from qlib_assets.market.generator import ORACLE_PATH
+    from qlib_assets.market.synthetic import ORACLE_PATH
     from qlib_assets.storage.lake import Lake
 
     path: Path = settings.landing_dir / ORACLE_PATH

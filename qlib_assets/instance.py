@@ -14,18 +14,21 @@ from qlib_assets.settings import Settings
 _SYNC_MODES = ("FULL", "NORMAL")
 
 
-def set_sqlite_synchronous(mode: str) -> None:
-    """Set SQLite's ``synchronous`` pragma on every SQLAlchemy engine of this process.
+def set_sqlite_synchronous(mode: str, root: Path) -> None:
+    """Set SQLite's ``synchronous`` pragma on the connections SQLAlchemy opens to database files
+    under ``root`` (the project's home: Dagster's instance storage, MLflow's and the audit
+    table's databases); other databases of the process keep SQLite's default.
 
     Dagster's SQLite storage runs in WAL mode and opens a connection per event; with the
-    default FULL every event pays a commit fsync and a checkpoint fsync (about 15 ms each
-    here), which made a 1,000-partition backfill spend over a minute storing events. In WAL
-    mode NORMAL stays consistent after a process crash; only a power loss can drop the last
-    transactions. MLflow's and the audit table's SQLite files get the same setting.
+    default FULL every event pays a commit fsync and a checkpoint fsync. In WAL mode NORMAL
+    stays consistent after a process crash; only a power loss can drop the last transactions.
+    Dagster creates its engines inside its storage classes, so the setting is made when any
+    engine connects and checks the database file; a later call replaces mode and root.
     """
     if mode not in _SYNC_MODES:
         raise ValueError(f"sqlite_synchronous must be one of {_SYNC_MODES}, got {mode!r}")
     _PRAGMA.mode = mode
+    _PRAGMA.root = root.expanduser().resolve()
     if not event.contains(Engine, "connect", _PRAGMA):
         event.listen(Engine, "connect", _PRAGMA)
 
@@ -33,11 +36,18 @@ def set_sqlite_synchronous(mode: str) -> None:
 class _SynchronousPragma:
     def __init__(self) -> None:
         self.mode = "FULL"
+        self.root: Path | None = None
 
     def __call__(self, dbapi_connection: Any, _record: object) -> None:
-        if type(dbapi_connection).__module__.startswith("sqlite3"):
-            cursor = dbapi_connection.cursor()
-            cursor.execute(f"PRAGMA synchronous={self.mode}")
+        if self.root is None or not type(dbapi_connection).__module__.startswith("sqlite3"):
+            return
+        cursor = dbapi_connection.cursor()
+        try:
+            # (seq, name, file) per attached database; file is "" for an in-memory one.
+            files = [row[2] for row in cursor.execute("PRAGMA database_list") if row[1] == "main"]
+            if files and files[0] and Path(files[0]).resolve().is_relative_to(self.root):
+                cursor.execute(f"PRAGMA synchronous={self.mode}")
+        finally:
             cursor.close()
 
 

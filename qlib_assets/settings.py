@@ -249,7 +249,7 @@ class Settings(BaseSettings):
     indicator_params: dict[str, Any] = Field(
         default_factory=dict,
         description="Indicator family -> parameter overrides, a list of them, or null to drop "
-        "(see qlib_assets.features.indicator_catalog.build_catalog).",
+        "(see qlib_assets.features.indicators.catalog.build_catalog).",
     )
     custom_indicators: dict[str, str] = Field(
         default_factory=dict,

@@ -6,7 +6,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from qlib_assets.market.generator import Market, MarketSpec, generate_market
+from qlib_assets.market.synthetic import Market, MarketSpec, generate_market
 from qlib_assets.settings import LandingSettings, Settings
 
 SMALL_START = date(2024, 1, 2)

@@ -1,4 +1,4 @@
-"""Update modes (seed 001): the daily routine, the rolling retrain, retraining on breaches."""
+"""Update modes: the daily routine, the rolling retrain, retraining on breaches."""
 
 import dagster as dg
 
@@ -6,7 +6,7 @@ from qlib_assets.asset_keys import model_asset, model_spec_name
 from qlib_assets.calendar import exchange_timezone
 from qlib_assets.defs.lifecycle import retrain_job_name, retrain_run_config
 from qlib_assets.defs.lifecycle import retrain_jobs as build_retrain_jobs
-from qlib_assets.models.window_training import audit_log, platform_specs
+from qlib_assets.models.platform import audit_log, platform_specs
 from qlib_assets.operations.scheduling import training_priority_tags
 from qlib_assets.settings import Settings
 
@@ -100,13 +100,13 @@ def build_automation_defs(settings: Settings) -> dg.Definitions:
         "then holds a cool-down.",
     )
     def monitoring_retrain_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+        from qlib_assets.monitoring.builders import cooldown, latest_breaches
         from qlib_assets.monitoring.retrain_trigger import (
             decode_cursor,
             encode_cursor,
             plan_retraining,
             record_requests,
         )
-        from qlib_assets.monitoring.tables import cooldown, latest_breaches
 
         plan = plan_retraining(
             latest_breaches(settings), decode_cursor(context.cursor), cooldown(settings)

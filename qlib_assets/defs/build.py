@@ -24,7 +24,7 @@ from qlib_assets.settings import Settings
 
 
 def build_definitions(settings: Settings) -> dg.Definitions:
-    set_sqlite_synchronous(settings.sqlite_synchronous)
+    set_sqlite_synchronous(settings.sqlite_synchronous, settings.root)
     install_pool_wait_fix()
     trading_days = trading_days_partitions(settings.calendar, settings.start_date)
     return dg.Definitions.merge(

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import dagster as dg
 
-from qlib_assets.features.tables import LABEL_HORIZON
+from qlib_assets.features.builders import LABEL_HORIZON
 
 # Lagged assets look back this far for sessions whose inputs completed (labels of session d
 # complete two sessions later; a long weekend or holiday stretches that in calendar days).

@@ -29,7 +29,7 @@ def build_deployment_defs(settings: Settings) -> dg.Definitions:
     def deployment(
         context: dg.AssetExecutionContext, config: DeploymentConfig
     ) -> dg.MaterializeResult:
-        from qlib_assets.models.window_training import platform_specs
+        from qlib_assets.models.platform import platform_specs
         from qlib_assets.serving.deployment import deploy_version, report_frame
 
         spec = platform_specs(settings)[config.spec]

@@ -9,7 +9,7 @@ from qlib_assets.calendar import partition_date
 from qlib_assets.defs.conditions import when_inputs_complete
 from qlib_assets.defs.daily import DailyAssets, LakeResource, code_version, session_days
 from qlib_assets.defs.png import png_metadata
-from qlib_assets.models.window_training import platform_specs
+from qlib_assets.models.platform import platform_specs
 from qlib_assets.settings import Settings
 
 GROUP = "evaluation"
@@ -34,7 +34,7 @@ def build_evaluation_defs(
 
     @daily.asset(
         "signal_analysis",
-        code=["qlib_assets.evaluation.tables:build_signal_analysis"],
+        code=["qlib_assets.evaluation.builders:build_signal_analysis"],
         deps=[SIGNAL, "labels", *(predictions_asset(n) for n in specs)],
         kinds={"polars"},
         automation_condition=when_inputs_complete(),
@@ -44,7 +44,7 @@ def build_evaluation_defs(
     def signal_analysis(
         context: dg.AssetExecutionContext, lake: LakeResource
     ) -> dg.MaterializeResult:
-        from qlib_assets.evaluation.tables import build_signal_analysis
+        from qlib_assets.evaluation.builders import build_signal_analysis
 
         days = session_days(context)
         table, analysis, plot = build_signal_analysis(settings, days)
@@ -62,8 +62,8 @@ def build_evaluation_defs(
         deps=[dg.AssetDep(SIGNAL, partition_mapping=dg.AllPartitionMapping()), "qlib_dataset"],
         code_version=code_version(
             [
-                "qlib_assets.evaluation.tables:build_backtest",
-                "qlib_assets.evaluation.tables:log_backtest",
+                "qlib_assets.evaluation.builders:build_backtest",
+                "qlib_assets.evaluation.builders:log_backtest",
             ]
         ),
         kinds={"qlib", "mlflow"},
@@ -75,7 +75,7 @@ def build_evaluation_defs(
         context: dg.AssetExecutionContext, config: BacktestRunConfig
     ) -> dg.MaterializeResult:
         from qlib_assets.evaluation.backtest import BacktestConfig
-        from qlib_assets.evaluation.tables import build_backtest, log_backtest
+        from qlib_assets.evaluation.builders import build_backtest, log_backtest
 
         report = build_backtest(
             settings,

@@ -7,7 +7,7 @@ import dagster as dg
 
 from qlib_assets.defs.conditions import when_inputs_complete
 from qlib_assets.defs.daily import DailyAssets, LakeResource, session_days, write_sessions
-from qlib_assets.features.tables import (
+from qlib_assets.features.builders import (
     LABEL_HORIZON,
     alpha158_window,
     build_alpha158,
@@ -41,7 +41,7 @@ def build_feature_defs(settings: Settings, partitions: dg.PartitionsDefinition) 
 
     @daily.asset(
         "indicators",
-        code=["qlib_assets.features.tables:build_indicators"],
+        code=["qlib_assets.features.builders:build_indicators"],
         spec=[indicator_spec],
         deps=[dg.AssetDep("raw_bars", partition_mapping=_lookback(ind_lookback))],
         kinds={"polars", "talib"},
@@ -57,7 +57,7 @@ def build_feature_defs(settings: Settings, partitions: dg.PartitionsDefinition) 
 
     @daily.asset(
         "alpha158",
-        code=["qlib_assets.features.tables:build_alpha158"],
+        code=["qlib_assets.features.builders:build_alpha158"],
         spec=[json.dumps(settings.custom_factors, sort_keys=True)],
         deps=[dg.AssetDep("raw_bars", partition_mapping=_lookback(a158_window))],
         kinds={"polars", "qlib"},
@@ -74,7 +74,7 @@ def build_feature_defs(settings: Settings, partitions: dg.PartitionsDefinition) 
 
     @daily.asset(
         "labels",
-        code=["qlib_assets.features.tables:build_labels"],
+        code=["qlib_assets.features.builders:build_labels"],
         deps=[dg.AssetDep("raw_bars", partition_mapping=_lookback(0, LABEL_HORIZON))],
         kinds={"polars"},
         automation_condition=when_inputs_complete(later_sessions=LABEL_HORIZON),

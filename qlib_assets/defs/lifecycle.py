@@ -11,9 +11,9 @@ from qlib_assets.lifecycle.approvals import record_approval
 from qlib_assets.lifecycle.decisions import daily_review
 from qlib_assets.lifecycle.retrain import retrain
 from qlib_assets.lifecycle.served import SERVED_SCHEMA, serve_shadow, shadow_asset
+from qlib_assets.models.platform import platform_specs
 from qlib_assets.models.specs import ModelSpec
-from qlib_assets.models.window_training import platform_specs
-from qlib_assets.online.tables import predictions_asset
+from qlib_assets.online.builders import predictions_asset
 from qlib_assets.settings import Settings
 
 GROUP = "deployment"

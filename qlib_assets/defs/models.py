@@ -10,8 +10,8 @@ from qlib_assets.defs.daily import code_version
 from qlib_assets.defs.metering import metered
 from qlib_assets.defs.png import png_metadata
 from qlib_assets.defs.resources import MLflowTracking, mlflow_resource
+from qlib_assets.models.platform import platform_specs, spec_windows
 from qlib_assets.models.specs import ModelSpec
-from qlib_assets.models.window_training import platform_specs, spec_windows
 from qlib_assets.operations.scheduling import training_priority_tags
 from qlib_assets.settings import Settings
 

@@ -15,7 +15,7 @@ from qlib_assets.asset_keys import (
 from qlib_assets.defs.conditions import on_any_update, on_new_session, when_inputs_complete
 from qlib_assets.defs.daily import DailyAssets, LakeResource, code_version, session_days
 from qlib_assets.defs.png import png_metadata
-from qlib_assets.models.window_training import platform_specs
+from qlib_assets.models.platform import platform_specs
 from qlib_assets.settings import Settings
 
 GROUP = "monitoring"
@@ -33,7 +33,7 @@ def build_monitoring_defs(
 
     @daily.asset(
         FEATURE_DRIFT,
-        code=["qlib_assets.monitoring.tables:build_feature_drift"],
+        code=["qlib_assets.monitoring.builders:build_feature_drift"],
         spec=[monitoring_spec, monitored.digest()],
         deps=[
             *(s.asset for s in monitored.features),
@@ -55,7 +55,7 @@ def build_monitoring_defs(
         "per-column scores as a table, HTML report per session.",
     )
     def feature_drift(context: dg.AssetExecutionContext, lake: LakeResource) -> Iterator[Event]:
-        from qlib_assets.monitoring.tables import build_feature_drift
+        from qlib_assets.monitoring.builders import build_feature_drift
 
         days = session_days(context)
         run = build_feature_drift(settings, days)
@@ -89,7 +89,7 @@ def build_monitoring_defs(
 
     @daily.asset(
         PREDICTION_DRIFT,
-        code=["qlib_assets.monitoring.tables:build_prediction_drift"],
+        code=["qlib_assets.monitoring.builders:build_prediction_drift"],
         spec=[monitoring_spec],
         deps=[predictions_asset(n) for n in specs],
         kinds={"evidently"},
@@ -100,7 +100,7 @@ def build_monitoring_defs(
     def prediction_drift(
         context: dg.AssetExecutionContext, lake: LakeResource
     ) -> dg.MaterializeResult:
-        from qlib_assets.monitoring.tables import build_prediction_drift
+        from qlib_assets.monitoring.builders import build_prediction_drift
 
         days = session_days(context)
         runs = build_prediction_drift(settings, days)
@@ -121,7 +121,7 @@ def build_monitoring_defs(
 
     @daily.asset(
         PERFORMANCE_DECAY,
-        code=["qlib_assets.monitoring.tables:build_performance_decay"],
+        code=["qlib_assets.monitoring.builders:build_performance_decay"],
         spec=[monitoring_spec],
         deps=["labels", *(predictions_asset(n) for n in specs)],
         kinds={"polars"},
@@ -138,7 +138,7 @@ def build_monitoring_defs(
         "level; two sessions behind (labels lag).",
     )
     def performance_decay(context: dg.AssetExecutionContext, lake: LakeResource) -> Iterator[Event]:
-        from qlib_assets.monitoring.tables import build_performance_decay
+        from qlib_assets.monitoring.builders import build_performance_decay
 
         days = session_days(context)
         results = build_performance_decay(settings, days)

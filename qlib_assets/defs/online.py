@@ -15,8 +15,8 @@ from qlib_assets.defs.daily import (
     session_days,
     write_sessions,
 )
+from qlib_assets.models.platform import platform_specs
 from qlib_assets.models.specs import ModelSpec
-from qlib_assets.models.window_training import platform_specs
 from qlib_assets.settings import Settings
 
 GROUP = "online"
@@ -130,7 +130,7 @@ def build_online_defs(settings: Settings, partitions: dg.PartitionsDefinition) -
 
     @daily.asset(
         SIGNAL,
-        code=["qlib_assets.online.tables:build_signal"],
+        code=["qlib_assets.online.builders:build_signal"],
         deps=[predictions_asset(name) for name in specs],
         kinds={"polars"},
         automation_condition=on_new_session(),
@@ -138,7 +138,7 @@ def build_online_defs(settings: Settings, partitions: dg.PartitionsDefinition) -
         "then the mean; exactly one row per (instrument, date).",
     )
     def signal(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
-        from qlib_assets.online.tables import build_signal
+        from qlib_assets.online.builders import build_signal
 
         days = session_days(context)
         table = build_signal(settings, days)

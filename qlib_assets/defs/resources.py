@@ -5,7 +5,7 @@ from pathlib import Path
 import dagster as dg
 
 from qlib_assets.models.audit import AuditLog
-from qlib_assets.models.window_training import audit_url
+from qlib_assets.models.platform import audit_url
 from qlib_assets.operations.locations import is_url
 from qlib_assets.settings import Settings
 

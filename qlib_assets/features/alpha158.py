@@ -127,7 +127,7 @@ def qlib_features(
 
     ``kernels`` is Qlib's number of worker processes. One by default, which is also Qlib's own
     default on a machine of up to three CPUs (``cpu_count - 2``, at least 1), and keeps test
-    runners free of its joblib workers; two run about 1.8x faster on this 2-core machine.
+    runners free of its joblib workers; more workers split the instruments between processes.
     """
     import qlib
     from qlib.data import D

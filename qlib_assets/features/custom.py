@@ -17,8 +17,8 @@ from typing import Any
 
 import polars as pl
 
-from qlib_assets.features.expression_parser import FIELDS
 from qlib_assets.features.expressions import (
+    FIELDS,
     INSTRUMENT,
     ExpressionError,
     compile_expression,

@@ -18,10 +18,10 @@ from mlflow.exceptions import MlflowException
 
 from qlib_assets.lifecycle.registry_access import registry_of
 from qlib_assets.models.audit import AuditEntry
+from qlib_assets.models.platform import spec_windows
 from qlib_assets.models.registry import STATE_TAG, IllegalTransition
 from qlib_assets.models.rolling import window_for_day
 from qlib_assets.models.specs import ModelSpec
-from qlib_assets.models.window_training import spec_windows
 from qlib_assets.settings import Settings
 
 CHAMPION = "champion"
@@ -185,7 +185,7 @@ def next_session_to_serve(settings: Settings, spec: ModelSpec, version: str) -> 
     """Where a promotion made now takes effect: the session after the spec's latest
     predictions, or, before any, the first test session of the version's window."""
     from qlib_assets.calendar import shift_sessions
-    from qlib_assets.online.tables import predictions_asset
+    from qlib_assets.online.builders import predictions_asset
     from qlib_assets.storage.lake import Lake
 
     scored = Lake(settings.lake_dir).days(predictions_asset(spec.name))

@@ -29,7 +29,7 @@ from qlib_assets.lifecycle.served import VERSION, shadow_asset
 from qlib_assets.lifecycle.shadow import hac_lags, session_ic, shadow_test
 from qlib_assets.models.specs import ModelSpec
 from qlib_assets.monitoring.decay import ic_bound
-from qlib_assets.online.tables import predictions_asset
+from qlib_assets.online.builders import predictions_asset
 from qlib_assets.settings import Settings
 from qlib_assets.storage.lake import Lake
 

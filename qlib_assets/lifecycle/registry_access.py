@@ -1,7 +1,7 @@
 """The registry and audit table of a settings object (one place that builds them)."""
 
+from qlib_assets.models.platform import audit_log
 from qlib_assets.models.registry import ModelRegistry
-from qlib_assets.models.window_training import audit_log
 from qlib_assets.settings import Settings
 
 

@@ -12,10 +12,10 @@ from dataclasses import dataclass, replace
 
 from qlib_assets.lifecycle.policies import Decision, review_candidate
 from qlib_assets.models.dataset import load_window_frame, window_days
+from qlib_assets.models.platform import audit_log, platform_sessions, spec_windows
 from qlib_assets.models.rolling import Window, rolling_windows
 from qlib_assets.models.specs import ModelSpec
 from qlib_assets.models.tracking import TrackedWindow, train_and_track
-from qlib_assets.models.window_training import audit_log, platform_sessions, spec_windows
 from qlib_assets.settings import Settings
 from qlib_assets.storage.lake import Lake
 

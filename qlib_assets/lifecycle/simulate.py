@@ -36,17 +36,12 @@ from qlib_assets.lifecycle.retrain import retrain
 from qlib_assets.lifecycle.served import serve_predictions, serve_shadow, shadow_asset
 from qlib_assets.lifecycle.shadow import session_ic
 from qlib_assets.models.dataset import load_window_frame, window_days
+from qlib_assets.models.platform import audit_log, platform_sessions, platform_specs, spec_windows
 from qlib_assets.models.rolling import Window
 from qlib_assets.models.specs import ModelSpec
 from qlib_assets.models.tracking import train_and_track
-from qlib_assets.models.window_training import (
-    audit_log,
-    platform_sessions,
-    platform_specs,
-    spec_windows,
-)
 from qlib_assets.monitoring.decay import performance_decay
-from qlib_assets.online.tables import predictions_asset
+from qlib_assets.online.builders import predictions_asset
 from qlib_assets.settings import Settings
 from qlib_assets.storage.lake import Lake
 

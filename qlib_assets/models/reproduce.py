@@ -118,7 +118,7 @@ def rederive_inputs(
     """Recompute each recorded feature and label partition from the raw_bars under ``home``
     (with the current code and ``settings``' feature parameters) and compare with the recorded
     bytes: the lineage from raw data to the model's inputs, checked."""
-    from qlib_assets.features.tables import build_alpha158, build_indicators, build_labels
+    from qlib_assets.features.builders import build_alpha158, build_indicators, build_labels
 
     builders = {"alpha158": build_alpha158, "indicators": build_indicators, "labels": build_labels}
     unknown = sorted(set(partitions) - set(builders))

@@ -1,14 +1,14 @@
-"""What the daily routine runs after a session closes (seed 001's scheduled update mode)."""
+"""What the daily routine runs after a session closes (the scheduled update mode)."""
 
 from dataclasses import dataclass
 from datetime import date
 
 from qlib_assets.asset_keys import SIGNAL, model_asset, predictions_asset
 from qlib_assets.calendar import is_session, shift_sessions
-from qlib_assets.features.tables import LABEL_HORIZON
+from qlib_assets.features.builders import LABEL_HORIZON
+from qlib_assets.models.platform import platform_specs, spec_windows
 from qlib_assets.models.rolling import Window
-from qlib_assets.models.window_training import platform_specs, spec_windows
-from qlib_assets.online.tables import online_model_uris
+from qlib_assets.online.builders import online_model_uris
 from qlib_assets.settings import Settings
 from qlib_assets.storage.lake import Lake
 

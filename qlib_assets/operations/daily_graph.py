@@ -14,8 +14,8 @@ from pathlib import Path
 import polars as pl
 import yaml
 
+from qlib_assets.models.platform import spec_windows
 from qlib_assets.models.specs import SPECS_DIR, load_specs
-from qlib_assets.models.window_training import spec_windows
 from qlib_assets.settings import Settings
 
 QUICK_SPEC = "lgbm_alpha158"

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 import dagster as dg
 import polars as pl
 
-from qlib_assets.models.window_training import platform_specs
+from qlib_assets.models.platform import platform_specs
 from qlib_assets.operations.store import operations_store
 from qlib_assets.settings import Settings
 

@@ -21,9 +21,9 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from qlib_assets.models.platform import audit_log, platform_specs
 from qlib_assets.models.registry import ModelRegistry
 from qlib_assets.models.specs import ModelSpec
-from qlib_assets.models.window_training import audit_log, platform_specs
 from qlib_assets.online.ensemble import average_ensemble
 from qlib_assets.serving.canary import Canary, CanaryDecision, CanaryPolicy, routes_to_canary
 from qlib_assets.serving.inputs import (

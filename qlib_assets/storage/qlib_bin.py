@@ -41,7 +41,6 @@ import polars as pl
 from filelock import FileLock
 
 from qlib_assets.calendar import sessions
-from qlib_assets.gc_pause import gc_paused
 from qlib_assets.market.schema import FIELD_COLUMNS, canonical
 from qlib_assets.storage.atomic import remove_stale_temps, write_bytes_atomic
 from qlib_assets.storage.provider_read import writing_excludes_readers
@@ -64,7 +63,7 @@ from qlib_assets.storage.qlib_layout import (
 LOCK_NAME = ".writer.lock"
 _STAGING = ".rebuild"
 # Feature-file syscalls release the GIL, so threads overlap them; more threads than cores only
-# contend for the file system's journal (measured: 4 threads on 2 cores slower than 1).
+# contend for the file system's journal.
 _IO_THREADS = os.cpu_count() or 1
 
 
@@ -154,7 +153,7 @@ class QlibProviderWriter:
             )
         self._check_sessions(wanted)
         frame = _prepare(bars, wanted)
-        with self._writing():
+        with self._lock():
             self._recover()
             old_calendar = self.sessions()
             if old_calendar and wanted[0] < old_calendar[0]:
@@ -204,7 +203,7 @@ class QlibProviderWriter:
         calendar = list(sessions(self.calendar, wanted[0], wanted[-1]))
         index = {day: i for i, day in enumerate(calendar)}
         batch = _batch(frame, calendar, index, self.fields)
-        with self._writing():
+        with self._lock():
             self._recover()
             ops, appends, _, _ = self._plan(batch, {})
             staging = self.root / _STAGING
@@ -233,13 +232,8 @@ class QlibProviderWriter:
 
     @contextmanager
     def _writing(self) -> Iterator[None]:
-        """The lock, with Python's cyclic garbage collector paused while it is held.
-
-        A write allocates tens of thousands of small objects and no reference cycles; the
-        collections they set off would sweep the caller's whole heap in the middle of the write
-        (seen: a 196 ms full collection inside a 270 ms append) while other writers wait.
-        """
-        with self._lock(), writing_excludes_readers(self.root), gc_paused():
+        """The writer's lock, with readers excluded while a write is in flight."""
+        with self._lock(), writing_excludes_readers(self.root):
             yield
 
     def _recover(self) -> bool:

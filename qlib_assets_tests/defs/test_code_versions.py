@@ -45,11 +45,11 @@ def test_code_version_follows_the_source() -> None:
     assert code_version([one]) != code_version([two])
     assert code_version([one], ["spec a"]) != code_version([one], ["spec b"])
     assert code_version([one]) == code_version([one])
-    assert code_version(["qlib_assets.features.tables:build_alpha158"]) != code_version(
-        ["qlib_assets.features.tables:build_labels"]
+    assert code_version(["qlib_assets.features.builders:build_alpha158"]) != code_version(
+        ["qlib_assets.features.builders:build_labels"]
     )
     with pytest.raises(LookupError, match="no top-level function"):
-        code_version(["qlib_assets.features.tables:no_such_function"])
+        code_version(["qlib_assets.features.builders:no_such_function"])
 
 
 def test_a_new_code_version_is_seen_by_dagster() -> None:

@@ -9,8 +9,8 @@ import polars as pl
 
 from qlib_assets.asset_keys import FEATURE_DRIFT, PREDICTION_DRIFT, SIGNAL, predictions_asset
 from qlib_assets.defs.build import build_definitions
-from qlib_assets.market.generator import Market
-from qlib_assets.models.window_training import platform_specs
+from qlib_assets.market.synthetic import Market
+from qlib_assets.models.platform import platform_specs
 from qlib_assets.orchestration import materialize_range
 from qlib_assets.settings import Settings
 from qlib_assets_tests.conftest import session_days

@@ -8,7 +8,7 @@ from dagster._core.definitions.selector import InstigatorSelector
 from qlib_assets.defs.build import build_definitions
 from qlib_assets.first_start import record_sensor_tick, stored_cursor
 from qlib_assets.instance import embedded_instance
-from qlib_assets.market.generator import Market
+from qlib_assets.market.synthetic import Market
 from qlib_assets.orchestration import materialize_range
 from qlib_assets.settings import Settings
 from qlib_assets_tests.conftest import session_days

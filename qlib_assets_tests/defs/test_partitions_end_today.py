@@ -7,7 +7,7 @@ import dagster as dg
 
 from qlib_assets.calendar import current_session, shift_sessions, trading_days_partitions
 from qlib_assets.defs.build import build_definitions
-from qlib_assets.models.window_training import platform_specs, spec_windows
+from qlib_assets.models.platform import platform_specs, spec_windows
 from qlib_assets.settings import Settings
 
 

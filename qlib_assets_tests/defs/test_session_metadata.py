@@ -5,7 +5,7 @@ import polars as pl
 from dagster._serdes import serialize_value
 
 from qlib_assets.defs.build import build_definitions
-from qlib_assets.market.generator import Market
+from qlib_assets.market.synthetic import Market
 from qlib_assets.orchestration import materialize_range
 from qlib_assets.settings import Settings
 from qlib_assets.storage.atomic import sha256_file

@@ -19,7 +19,7 @@ from qlib_assets.evaluation.backtest import (
     run_backtest,
 )
 from qlib_assets.features.alpha158 import compute_label
-from qlib_assets.market.generator import MarketSpec, generate_market
+from qlib_assets.market.synthetic import MarketSpec, generate_market
 from qlib_assets.storage.qlib_bin import QlibProviderWriter
 
 MARKET = MarketSpec(instruments=60, start=date(2022, 1, 4), end=date(2022, 9, 30), seed=9)

@@ -16,7 +16,7 @@ from qlib_assets.evaluation.signal_analysis import (
     with_rolling_icir,
 )
 from qlib_assets.features.alpha158 import compute_label
-from qlib_assets.market.generator import Market
+from qlib_assets.market.synthetic import Market
 
 WINDOW = 10
 

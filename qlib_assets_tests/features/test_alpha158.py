@@ -17,8 +17,8 @@ from qlib_assets.features.alpha158 import (
     qlib_features,
 )
 from qlib_assets.features.expressions import to_session_panel
-from qlib_assets.market.generator import MarketSpec, generate_market
 from qlib_assets.market.schema import FIELD_COLUMNS
+from qlib_assets.market.synthetic import MarketSpec, generate_market
 from qlib_assets.storage.qlib_bin import QlibProviderWriter
 from qlib_assets_tests.features.parity import assert_parity
 

@@ -13,16 +13,18 @@ import numpy as np
 import polars as pl
 import pytest
 
-from qlib_assets.features.expression_kernels import (
+from qlib_assets.features.expressions import compute_expressions
+from qlib_assets.features.expressions.quantiles import (
     _compare_exchange,
     _merging_network,
-    paired_variance_kernel,
     quantiles_kernel,
+)
+from qlib_assets.features.expressions.windows import (
+    paired_variance_kernel,
     ranks_kernel,
     window_kernel,
     window_statistic_at,
 )
-from qlib_assets.features.expressions import compute_expressions
 
 LENGTHS = (1, 3, 70, 200, 150, 61)
 WINDOWS = (1, 2, 3, 5, 10, 13, 20, 30, 49, 60, 64)
@@ -56,7 +58,7 @@ def _same(ours: np.ndarray, expected: np.ndarray) -> None:
 
 @pytest.mark.parametrize("pad", [0, 64])
 @pytest.mark.parametrize("n", WINDOWS)
-@pytest.mark.parametrize("op", ["IdxMax", "IdxMin", "Rank"])
+@pytest.mark.parametrize("op", ["IdxMax", "IdxMin", "Rank", "Mad"])
 def test_column_kernels_equal_gathered_windows(op: str, n: int, pad: int) -> None:
     values, pos = _column(seed=n, pad=pad)
     rows = np.flatnonzero(pos >= 0)
@@ -117,6 +119,24 @@ def test_quantiles_kernel_equals_gathered_windows(qs: tuple[float, ...], n: int,
         expected = window_statistic_at("Quantile", [values], rows, pos[rows], n, q)
         ours = struct.struct.field(f"q{n}_{i}").fill_null(np.nan).to_numpy()
         _same(ours[rows], expected)
+
+
+@pytest.mark.parametrize("qs", [(0.8,), (0.2, 0.8), (0.0, 0.5, 1.0)])
+def test_quantiles_over_the_padded_layout_equal_gathered_windows(qs: tuple[float, ...]) -> None:
+    """Quantile and Med of the padded evaluation (the sorted-lanes kernel, polars' rolling
+    median) against pandas' linear interpolation of each gathered window, every window."""
+    values, pos = _column(seed=100 + len(qs), pad=0, copies=2)
+    names = {f"Q{n}_{q}": ("Quantile", n, q) for n in WINDOWS for q in qs}
+    names |= {f"Med{n}": ("Med", n, None) for n in WINDOWS}
+    texts = {
+        name: f"Quantile($high, {n}, {q})" if op == "Quantile" else f"Med($high, {n})"
+        for name, (op, n, q) in names.items()
+    }
+    ours = compute_expressions(_panel(values, pos), texts)
+    rows = np.arange(len(values))
+    for name, (op, n, q) in names.items():
+        expected = window_statistic_at(op, [values], rows, pos, n, q).astype(np.float32)
+        _same(ours.get_column(name).cast(pl.Float64).to_numpy(), expected.astype(np.float64))
 
 
 @pytest.mark.parametrize("n", [5, 30, 60])

@@ -10,10 +10,10 @@ import pytest
 from qlib_assets.calendar import sessions
 from qlib_assets.defs.build import build_definitions
 from qlib_assets.features.alpha158 import compute_alpha158, compute_label
+from qlib_assets.features.builders import indicator_lookback
 from qlib_assets.features.indicators import compute_indicators
-from qlib_assets.features.tables import indicator_lookback
-from qlib_assets.market.generator import MarketSpec, generate_market
 from qlib_assets.market.raw_bars import build_raw_bars
+from qlib_assets.market.synthetic import MarketSpec, generate_market
 from qlib_assets.orchestration import materialize_range
 from qlib_assets.settings import Settings
 from qlib_assets.storage.lake import Lake

@@ -8,7 +8,6 @@ import pytest
 import talib
 from talib import abstract
 
-from qlib_assets.features.indicator_catalog import talib_input_fields
 from qlib_assets.features.indicators import (
     BLOCK_ROWS,
     CATALOG,
@@ -18,6 +17,7 @@ from qlib_assets.features.indicators import (
     compute_indicators,
     max_warmup,
 )
+from qlib_assets.features.indicators.catalog import talib_input_fields
 
 TOLERANCE = 1e-9
 WITH_LINES = build_catalog({"obv": {}, "ad": {}})

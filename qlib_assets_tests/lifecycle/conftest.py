@@ -10,11 +10,11 @@ import pytest
 from mlflow import MlflowClient
 
 from qlib_assets.features.alpha158 import compute_alpha158, compute_label
-from qlib_assets.market.generator import Market, MarketSpec, generate_market
+from qlib_assets.market.synthetic import Market, MarketSpec, generate_market
 from qlib_assets.models.dataset import load_window_frame, window_days
+from qlib_assets.models.platform import audit_log, platform_sessions, spec_windows
 from qlib_assets.models.specs import ModelSpec, dump_spec
 from qlib_assets.models.tracking import experiment_name, train_and_track
-from qlib_assets.models.window_training import audit_log, platform_sessions, spec_windows
 from qlib_assets.settings import Settings
 from qlib_assets.storage.lake import Lake
 from qlib_assets_tests.online.conftest import small_lgbm_spec

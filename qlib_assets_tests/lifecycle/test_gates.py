@@ -7,9 +7,9 @@ from mlflow import MlflowClient
 
 from qlib_assets.lifecycle.gates import GATES, gate_version, run_gates
 from qlib_assets.lifecycle.sample import load_on_cpu, score_sample, scoring_sample
+from qlib_assets.models.platform import audit_log
 from qlib_assets.models.registry import STATE_TAG
 from qlib_assets.models.specs import FeatureSource
-from qlib_assets.models.window_training import audit_log
 from qlib_assets.settings import Settings
 from qlib_assets_tests.lifecycle.conftest import Template, train_version
 

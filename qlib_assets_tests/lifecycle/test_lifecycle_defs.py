@@ -12,7 +12,7 @@ from qlib_assets.lifecycle.approvals import has_approval
 from qlib_assets.lifecycle.gates import gate_version
 from qlib_assets.lifecycle.promotion import promote
 from qlib_assets.lifecycle.registry_access import registry_of
-from qlib_assets.online.tables import predictions_asset
+from qlib_assets.online.builders import predictions_asset
 from qlib_assets.orchestration import materialize_range
 from qlib_assets.settings import Settings
 from qlib_assets.storage.lake import Lake

@@ -15,8 +15,8 @@ from qlib_assets.lifecycle.champion import (
 from qlib_assets.lifecycle.gates import gate_version
 from qlib_assets.lifecycle.promotion import promote
 from qlib_assets.lifecycle.registry_access import registry_of
+from qlib_assets.models.platform import spec_windows
 from qlib_assets.models.registry import IllegalTransition
-from qlib_assets.models.window_training import spec_windows
 from qlib_assets.settings import Settings
 from qlib_assets_tests.lifecycle.conftest import Template
 

@@ -3,7 +3,7 @@
 from qlib_assets.lifecycle.champion import champion
 from qlib_assets.lifecycle.registry_access import registry_of
 from qlib_assets.lifecycle.retrain import retrain, retrain_window
-from qlib_assets.models.window_training import platform_sessions, spec_windows
+from qlib_assets.models.platform import platform_sessions, spec_windows
 from qlib_assets.settings import Settings
 from qlib_assets.storage.lake import Lake
 from qlib_assets_tests.lifecycle.conftest import Template

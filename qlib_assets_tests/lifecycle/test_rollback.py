@@ -14,7 +14,7 @@ from qlib_assets.lifecycle.promotion import promote
 from qlib_assets.lifecycle.registry_access import registry_of
 from qlib_assets.lifecycle.served import serve_predictions
 from qlib_assets.models.registry import IllegalTransition
-from qlib_assets.online.tables import predictions_asset
+from qlib_assets.online.builders import predictions_asset
 from qlib_assets.settings import LifecycleSettings, Settings
 from qlib_assets.storage.lake import Lake
 from qlib_assets_tests.lifecycle.conftest import Template

@@ -11,7 +11,7 @@ from qlib_assets.lifecycle.decisions import shadow_review
 from qlib_assets.lifecycle.policies import review_candidate
 from qlib_assets.lifecycle.registry_access import registry_of
 from qlib_assets.lifecycle.served import serve_predictions, serve_shadow, shadow_asset
-from qlib_assets.online.tables import predictions_asset
+from qlib_assets.online.builders import predictions_asset
 from qlib_assets.settings import LifecycleSettings, Settings
 from qlib_assets.storage.lake import Lake
 from qlib_assets_tests.lifecycle.conftest import Template

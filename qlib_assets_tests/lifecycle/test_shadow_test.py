@@ -9,7 +9,7 @@ import statsmodels.api as sm
 
 from qlib_assets.features.alpha158 import compute_label
 from qlib_assets.lifecycle.shadow import hac_lags, session_ic, shadow_test
-from qlib_assets.market.generator import Market, MarketSpec, generate_market
+from qlib_assets.market.synthetic import Market, MarketSpec, generate_market
 
 HORIZON = 2
 

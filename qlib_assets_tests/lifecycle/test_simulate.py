@@ -8,7 +8,7 @@ import pytest
 from qlib_assets.cli import main
 from qlib_assets.lifecycle.served import serve_predictions
 from qlib_assets.lifecycle.simulate import simulate
-from qlib_assets.models.window_training import spec_windows
+from qlib_assets.models.platform import spec_windows
 from qlib_assets.settings import Settings
 from qlib_assets_tests.lifecycle.conftest import Template
 

@@ -6,21 +6,21 @@ import polars as pl
 import pytest
 
 from qlib_assets.calendar import sessions
-from qlib_assets.market.generator import (
+from qlib_assets.market.schema import BAR_COLUMNS, BAR_SCHEMA, canonical
+from qlib_assets.market.synthetic import (
     ORACLE_PATH,
     Market,
     MarketSpec,
     generate_market,
     write_landing,
 )
-from qlib_assets.market.generator_quality import (
+from qlib_assets.market.synthetic.quality import (
     mean_daily_ic,
     next_returns,
     oracle_ic,
     reversal_factor,
     reversal_ic,
 )
-from qlib_assets.market.schema import BAR_COLUMNS, BAR_SCHEMA, canonical
 from qlib_assets.storage.atomic import sha256_file
 
 SMALL = MarketSpec(instruments=50, start=date(2023, 1, 1), end=date(2023, 12, 31), seed=3)

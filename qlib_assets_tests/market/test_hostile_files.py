@@ -11,9 +11,9 @@ import polars as pl
 import pytest
 
 from qlib_assets.calendar import sessions
-from qlib_assets.market.generator import Market
 from qlib_assets.market.ingest import RejectedFilesError
 from qlib_assets.market.raw_bars import build_raw_bars, landing_catalog, reject_unplaceable
+from qlib_assets.market.synthetic import Market
 from qlib_assets.settings import Settings
 from qlib_assets.storage.lake import Lake
 

@@ -11,9 +11,9 @@ import polars as pl
 
 from qlib_assets.calendar import sessions
 from qlib_assets.defs.build import build_definitions
-from qlib_assets.market.generator import Market
 from qlib_assets.market.raw_bars import build_raw_bars, landing_catalog
 from qlib_assets.market.sensor_plan import plan_landing_runs
+from qlib_assets.market.synthetic import Market
 from qlib_assets.orchestration import materialize_partition
 from qlib_assets.settings import LandingSettings, Settings
 

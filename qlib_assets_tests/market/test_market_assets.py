@@ -13,7 +13,7 @@ from qlib_assets.calendar import sessions
 from qlib_assets.defs.build import build_definitions
 from qlib_assets.features.alpha158 import qlib_features
 from qlib_assets.instance import prepare_dagster_home
-from qlib_assets.market.generator import Market
+from qlib_assets.market.synthetic import Market
 from qlib_assets.orchestration import materialize_range
 from qlib_assets.settings import Settings
 from qlib_assets.storage.lake import Lake

@@ -6,9 +6,9 @@ import polars as pl
 import pytest
 
 from qlib_assets.calendar import sessions
-from qlib_assets.market.generator import Market, write_landing
 from qlib_assets.market.readers import read_landing_dates, read_landing_file
 from qlib_assets.market.schema import canonical
+from qlib_assets.market.synthetic import Market, write_landing
 from qlib_assets.market.validation import validate_rows
 from qlib_assets.settings import ValidationSettings
 from qlib_assets_tests.conftest import SMALL_END, SMALL_START

@@ -7,8 +7,8 @@ from datetime import date
 
 import pytest
 
-from qlib_assets.market.generator import MarketSpec, generate_market, write_landing
 from qlib_assets.market.raw_bars import build_raw_bars
+from qlib_assets.market.synthetic import MarketSpec, generate_market, write_landing
 from qlib_assets.settings import Settings
 from qlib_assets.storage.provider_sync import sync_provider
 from qlib_assets.storage.qlib_bin import QlibProviderWriter

@@ -9,9 +9,9 @@ import polars as pl
 import pytest
 
 from qlib_assets.calendar import sessions
-from qlib_assets.market.generator import Market
 from qlib_assets.market.ingest import RejectedFilesError
 from qlib_assets.market.raw_bars import build_raw_bars
+from qlib_assets.market.synthetic import Market
 from qlib_assets.market.validation import HARD_RULES, soft_findings
 from qlib_assets.settings import Settings, ValidationSettings
 from qlib_assets.storage.lake import Lake

@@ -7,7 +7,7 @@ import polars as pl
 import pytest
 
 from qlib_assets.features.alpha158 import compute_alpha158, compute_label
-from qlib_assets.market.generator import MarketSpec, generate_market
+from qlib_assets.market.synthetic import MarketSpec, generate_market
 from qlib_assets.models.audit import AuditLog, default_audit_url
 from qlib_assets.models.dataset import WindowFrame, load_window_frame, window_days
 from qlib_assets.models.rolling import rolling_windows

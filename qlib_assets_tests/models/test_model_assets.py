@@ -13,11 +13,11 @@ import pytest
 from qlib_assets.calendar import sessions
 from qlib_assets.cli import main
 from qlib_assets.defs.build import build_definitions
-from qlib_assets.market.generator import MarketSpec, generate_market, write_landing
+from qlib_assets.market.synthetic import MarketSpec, generate_market, write_landing
+from qlib_assets.models.platform import audit_log, spec_windows
 from qlib_assets.models.registry import ModelRegistry
 from qlib_assets.models.rolling import Window
 from qlib_assets.models.specs import load_specs
-from qlib_assets.models.window_training import audit_log, spec_windows
 from qlib_assets.orchestration import materialize_range
 from qlib_assets.settings import LifecycleSettings, Settings
 from qlib_assets.storage.lake import Lake

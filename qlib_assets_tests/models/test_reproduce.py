@@ -12,19 +12,15 @@ import polars as pl
 import pytest
 
 from qlib_assets.cli import main
-from qlib_assets.features.tables import build_alpha158, build_indicators, build_labels
-from qlib_assets.market.generator import MarketSpec, generate_market, write_landing
+from qlib_assets.features.builders import build_alpha158, build_indicators, build_labels
 from qlib_assets.market.raw_bars import build_raw_bars
+from qlib_assets.market.synthetic import MarketSpec, generate_market, write_landing
+from qlib_assets.models.platform import audit_log, platform_specs, spec_windows
 from qlib_assets.models.registry import ModelRegistry
 from qlib_assets.models.reproduce import Reproduction, reproduce_version
 from qlib_assets.models.specs import dump_spec
 from qlib_assets.models.tracking import TrackedWindow
-from qlib_assets.models.window_training import (
-    audit_log,
-    platform_specs,
-    spec_windows,
-    train_spec_window,
-)
+from qlib_assets.models.window_training import train_spec_window
 from qlib_assets.settings import Settings
 from qlib_assets.storage.lake import Lake
 from qlib_assets.storage.restore import restore_to

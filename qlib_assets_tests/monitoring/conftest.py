@@ -12,7 +12,7 @@ import polars as pl
 import pytest
 
 from qlib_assets.features.alpha158 import compute_alpha158, compute_label
-from qlib_assets.market.generator import MarketSpec, generate_market
+from qlib_assets.market.synthetic import MarketSpec, generate_market
 from qlib_assets.models.scoring import daily_ic
 from qlib_assets.monitoring.decay import DecayResult, performance_decay
 from qlib_assets.monitoring.drift import DriftResult, feature_drift

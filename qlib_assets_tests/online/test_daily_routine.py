@@ -8,8 +8,8 @@ import polars as pl
 
 from qlib_assets.calendar import sessions
 from qlib_assets.defs.build import build_definitions
+from qlib_assets.models.platform import spec_windows
 from qlib_assets.models.specs import load_specs
-from qlib_assets.models.window_training import spec_windows
 from qlib_assets.settings import Settings
 from qlib_assets.storage.lake import Lake
 

@@ -6,7 +6,7 @@ import polars as pl
 import pytest
 from qlib.model.ens.ensemble import AverageEnsemble
 
-from qlib_assets.market.generator import Market
+from qlib_assets.market.synthetic import Market
 from qlib_assets.online.ensemble import SIGNAL_SCHEMA, average_ensemble
 
 

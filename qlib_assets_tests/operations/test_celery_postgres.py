@@ -16,7 +16,7 @@ from mlflow import MlflowClient
 
 from qlib_assets.calendar import sessions
 from qlib_assets.instance import embedded_instance
-from qlib_assets.market.generator import MarketSpec, generate_market, write_landing
+from qlib_assets.market.synthetic import MarketSpec, generate_market, write_landing
 from qlib_assets.models.specs import load_specs
 from qlib_assets.models.tracking import experiment_name
 from qlib_assets.operations.daily_graph import QUICK_SPEC as SPEC

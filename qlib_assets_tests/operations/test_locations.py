@@ -9,7 +9,7 @@ import mlflow
 import polars as pl
 import pytest
 
-from qlib_assets.market.generator import Market
+from qlib_assets.market.synthetic import Market
 from qlib_assets.models.specs import load_specs
 from qlib_assets.models.tracking import experiment_name, use_experiment
 from qlib_assets.operations.config import OperationsSettings

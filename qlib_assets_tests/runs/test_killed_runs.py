@@ -11,7 +11,7 @@ import pytest
 
 from qlib_assets.defs.build import build_definitions
 from qlib_assets.instance import embedded_instance
-from qlib_assets.market.generator import MarketSpec, generate_market, write_landing
+from qlib_assets.market.synthetic import MarketSpec, generate_market, write_landing
 from qlib_assets.orchestration import materialize_range
 from qlib_assets.settings import LandingSettings, Settings
 from qlib_assets.storage.qlib_bin import LOCK_NAME

@@ -18,14 +18,14 @@ from mlflow import MlflowClient
 from qlib_assets.features.alpha158 import compute_alpha158, compute_label
 from qlib_assets.lifecycle.gates import gate_version
 from qlib_assets.lifecycle.promotion import promote
-from qlib_assets.market.generator import MarketSpec, generate_market
+from qlib_assets.market.synthetic import MarketSpec, generate_market
 from qlib_assets.models.dataset import load_window_frame, window_days
+from qlib_assets.models.platform import audit_log
 from qlib_assets.models.pyfunc import BUNDLE, QlibPyfuncModel, signature
 from qlib_assets.models.registry import STATE_TAG, ModelRegistry
 from qlib_assets.models.rolling import rolling_windows
 from qlib_assets.models.specs import ModelSpec, RollingSection, load_specs
 from qlib_assets.models.tracking import experiment_name, train_and_track
-from qlib_assets.models.window_training import audit_log
 from qlib_assets.serving.server import ThreadServer
 from qlib_assets.settings import LifecycleSettings, ServingSettings, Settings
 from qlib_assets.storage.lake import Lake

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import httpx
 
+from qlib_assets.models.platform import audit_log
 from qlib_assets.models.registry import ModelRegistry
-from qlib_assets.models.window_training import audit_log
 from qlib_assets.serving.canary import client_bucket, routes_to_canary
 from qlib_assets.serving.server import ThreadServer
 from qlib_assets.settings import Settings

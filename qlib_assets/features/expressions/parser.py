@@ -67,8 +67,6 @@ _BINARY = {"+": "Add", "-": "Sub", "*": "Mul", "/": "Div", "**": "Power", "&": "
 _COMPARE = {">": "Gt", ">=": "Ge", "<": "Lt", "<=": "Le", "==": "Eq", "!=": "Ne"}
 # Python's binding powers for the operators Qlib's Expression class overloads.
 _BINDING = {"|": 10, "&": 20, "+": 30, "-": 30, "*": 40, "/": 40}
-_UNARY_BINDING = 50
-_POWER_BINDING = 60
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """Technical indicators of daily bars, per instrument, as float64 columns.
 
-``CATALOG`` lists the columns (see ``indicator_catalog``); ``compute_indicators`` computes any of
+``CATALOG`` lists the columns (see ``.catalog``); ``compute_indicators`` computes any of
 them for many instruments at once. Each instrument is computed over its own sessions only: a
 suspension (a missing row, or a row whose fields are null or NaN) is skipped, never filled.
 """
@@ -10,13 +10,12 @@ import threading
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from itertools import pairwise
-from typing import cast
 
 import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from qlib_assets.features.indicator_catalog import (
+from qlib_assets.features.indicators.catalog import (
     CATALOG,
     DEFAULT_FAMILIES,
     FAMILIES,
@@ -25,7 +24,7 @@ from qlib_assets.features.indicator_catalog import (
     max_warmup,
     select,
 )
-from qlib_assets.features.indicator_panel import FIELDS, Panel
+from qlib_assets.features.indicators.panel import FIELDS, Panel
 
 __all__ = [
     "CATALOG",
@@ -139,8 +138,6 @@ def _compute(
     np.cumsum(lengths, out=offsets[1:])
     # One contiguous row per output column; polars takes each row without a copy.
     values = _arrow_backed((len(specs), int(offsets[-1])), np.float64)
-    # Bit r % 8 of byte r // 8 is set where row r is NaN (Arrow's bit order).
-    nan_bits = _arrow_backed((len(specs), -(-values.shape[1] // 8)), np.uint8)
     # Columns grouped by computation: each computation's outputs are written out and released
     # before the next one runs, so a block's working set stays a few arrays. Holding all of a
     # block's outputs until its end made a worker thread's malloc arena return the freed tens
@@ -165,39 +162,19 @@ def _compute(
             unusable.set()
             raise _UnusableValues
         panel = Panel(offsets=offsets[first : last + 1] - start, **fields)
-        # Bytes of bits that lie wholly inside the block; the others are set once all blocks
-        # are done, as two blocks (two threads) write into them.
-        whole = slice(-(-start // 8), end // 8)
-        inside = slice(whole.start * 8 - start, whole.stop * 8 - start)
         for columns in computations.values():
             computed = columns[0][1].implementation(panel, **columns[0][1].params)
             for index, spec in columns:
                 target = values[index, start:end]
                 target[:] = computed[spec.output]
                 panel.mask_before(target, spec.lookback)
-                if whole.start < whole.stop:
-                    nan_bits[index, whole] = np.packbits(
-                        np.isnan(target[inside]), bitorder="little"
-                    )
 
     blocks = _blocks(offsets)
     # TA-Lib and numpy release the GIL inside their loops, so blocks run side by side.
     with ThreadPoolExecutor(max_workers=threads or os.cpu_count() or 1) as pool:
         list(pool.map(compute_block, blocks))
-    # The bytes at block starts and the last, partial byte.
-    shared = np.unique([offsets[first] // 8 for first, _ in blocks[1:]] + [values.shape[1] // 8])
-    shared = shared[shared < nan_bits.shape[1]]
-    rows = shared[:, None] * 8 + np.arange(8)
-    # Rows past the end count as NaN; Arrow ignores bits beyond the length.
-    nan_bits[:, shared] = np.packbits(
-        np.isnan(values[:, np.minimum(rows, values.shape[1] - 1)]) | (rows >= values.shape[1]),
-        axis=-1,
-        bitorder="little",
-    )[..., 0]
-    validity = np.invert(nan_bits, out=nan_bits)
     columns = [
-        _nullable(values[index], validity[index]).alias(spec.name)
-        for index, spec in enumerate(specs)
+        pl.Series(spec.name, values[index], nan_to_null=True) for index, spec in enumerate(specs)
     ]
     return frame.select(KEYS).with_columns(columns)
 
@@ -219,15 +196,6 @@ def _arrow_backed(shape: tuple[int, int], dtype: type[np.generic]) -> np.ndarray
     """
     size = shape[0] * shape[1] * np.dtype(dtype).itemsize
     return np.frombuffer(pa.allocate_buffer(size), dtype=dtype).reshape(shape)
-
-
-def _nullable(values: np.ndarray, validity: np.ndarray) -> pl.Series:
-    """``values`` as a Float64 series without copying them, null where the bit of
-    ``validity`` (Arrow's little-endian bitmap) is 0."""
-    array = pa.Array.from_buffers(
-        pa.float64(), values.size, [pa.py_buffer(validity), pa.py_buffer(values)]
-    )
-    return cast(pl.Series, pl.from_arrow(array))
 
 
 def _usable(fields: dict[str, np.ndarray]) -> bool:

@@ -16,7 +16,7 @@ from typing import Any
 
 from talib import abstract as talib_abstract
 
-from qlib_assets.features import indicator_families as fam
+from qlib_assets.features.indicators import families as fam
 
 SEED_WEIGHT = 1e-12
 # Parabolic SAR has path state without decay: two runs started at different sessions agree

@@ -2,7 +2,7 @@
 
 ``generate_market`` builds the bars of ``MarketSpec.instruments`` A-share main-board style
 instruments over the exchange sessions of a calendar; ``write_landing`` writes them as landing
-files. See ``generator_process`` for the return model and ``generator_bars`` for units.
+files. See ``.process`` for the return model and ``.bars`` for units.
 
 The oracle (``Market.oracle``) holds, for every bar (instrument, date d), ``expected_return``:
 the planted expectation, given information up to the close of d, of the simple close-to-close
@@ -22,10 +22,10 @@ import polars as pl
 from rich.progress import track
 
 from qlib_assets.calendar import sessions
-from qlib_assets.market.generator_bars import build_bars
-from qlib_assets.market.generator_events import EventRates, draw_events
-from qlib_assets.market.generator_process import MOMENTUM_WINDOW, Regime, simulate
 from qlib_assets.market.schema import BAR_COLUMNS, BAR_SCHEMA, canonical
+from qlib_assets.market.synthetic.bars import build_bars
+from qlib_assets.market.synthetic.events import EventRates, draw_events
+from qlib_assets.market.synthetic.process import MOMENTUM_WINDOW, Regime, simulate
 from qlib_assets.storage.atomic import write_parquet_atomic, write_with
 
 Format = Literal["parquet", "csv"]

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from qlib_assets.market.generator_process import PRICE_LIMIT
+from qlib_assets.market.synthetic.process import PRICE_LIMIT
 
 LOT = 100.0
 

@@ -11,7 +11,7 @@ are the definitions.
 
 import numpy as np
 
-from qlib_assets.features.indicator_panel import Panel, c_function
+from qlib_assets.features.indicators.panel import Panel, c_function
 
 Outputs = dict[str, np.ndarray]
 

@@ -15,16 +15,16 @@ from qlib_assets.asset_keys import (
     predictions_asset,
 )
 from qlib_assets.calendar import sessions, shift_sessions
+from qlib_assets.models.platform import audit_log, platform_specs, spec_windows
 from qlib_assets.models.registry import ModelRegistry
 from qlib_assets.models.rolling import Window, window_for_day
 from qlib_assets.models.specs import ModelSpec
-from qlib_assets.models.window_training import audit_log, platform_specs, spec_windows
 from qlib_assets.monitoring.decay import DecayResult, performance_decay
 from qlib_assets.monitoring.drift import DriftResult, feature_drift, prediction_drift
 from qlib_assets.monitoring.reference_cache import ReferenceCache
 from qlib_assets.monitoring.retrain_trigger import Breach, decay_breach
+from qlib_assets.online.builders import online_model_uris
 from qlib_assets.online.predictions import scoring_features
-from qlib_assets.online.tables import online_model_uris
 from qlib_assets.settings import Settings
 from qlib_assets.storage.lake import Lake
 
@@ -217,10 +217,6 @@ def latest_breaches(settings: Settings) -> list[Breach]:
                 )
             )
     return breaches
-
-
-def _tag_float(tags: dict[str, str], key: str) -> float | None:
-    return float(tags[key]) if key in tags else None
 
 
 def cooldown(settings: Settings) -> timedelta:

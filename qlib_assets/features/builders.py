@@ -13,8 +13,8 @@ from qlib_assets.calendar import sessions
 from qlib_assets.features.alpha158 import alpha158_lookback, compute_alpha158, compute_label
 from qlib_assets.features.custom import compute_custom, is_polars_formula, load_custom_formulas
 from qlib_assets.features.expressions import lookback
-from qlib_assets.features.indicator_catalog import IndicatorSpec, build_catalog, max_warmup
 from qlib_assets.features.indicators import compute_indicators
+from qlib_assets.features.indicators.catalog import IndicatorSpec, build_catalog, max_warmup
 from qlib_assets.market.raw_bars import instrument_first_dates, read_raw_bars_window
 from qlib_assets.settings import Settings
 

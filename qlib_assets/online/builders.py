@@ -8,9 +8,9 @@ import polars as pl
 # SIGNAL and predictions_asset are re-exported: callers name the online tables through here.
 from qlib_assets.asset_keys import SIGNAL as SIGNAL
 from qlib_assets.asset_keys import predictions_asset as predictions_asset
+from qlib_assets.models.platform import audit_log, platform_specs
 from qlib_assets.models.registry import STATE_TAG, ModelRegistry
 from qlib_assets.models.specs import ModelSpec
-from qlib_assets.models.window_training import audit_log, platform_specs
 from qlib_assets.online.ensemble import average_ensemble
 from qlib_assets.settings import Settings
 from qlib_assets.storage.lake import Lake

@@ -12,7 +12,7 @@ from qlib_assets.calendar import sessions, shift_sessions
 from qlib_assets.evaluation.backtest import BacktestConfig, BacktestReport, run_backtest
 from qlib_assets.evaluation.signal_analysis import SignalAnalysis, analyse_signals, plot_rolling_ic
 from qlib_assets.market.raw_bars import read_raw_bars
-from qlib_assets.online.tables import read_predictions
+from qlib_assets.online.builders import read_predictions
 from qlib_assets.operations.locations import artifact_location
 from qlib_assets.settings import Settings
 from qlib_assets.storage.lake import Lake

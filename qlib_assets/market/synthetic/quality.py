@@ -10,7 +10,7 @@ from datetime import date
 
 import polars as pl
 
-from qlib_assets.market.generator import Market
+from qlib_assets.market.synthetic import Market
 
 # Dates with fewer scored instruments give correlations too noisy to average.
 _MIN_CROSS_SECTION = 10

@@ -22,3 +22,8 @@ def model_spec_name(asset: str) -> str:
 def predictions_asset(spec_name: str) -> str:
     """The asset holding the daily scores of spec ``spec_name``."""
     return f"predictions_{spec_name}"
+
+
+def shadow_asset(spec_name: str) -> str:
+    """The asset holding the challenger's shadow scores of spec ``spec_name``."""
+    return f"shadow_predictions_{spec_name}"

@@ -119,7 +119,7 @@ def build_automation_defs(settings: Settings) -> dg.Definitions:
                 dg.RunRequest(
                     run_key=f"{breach.spec}:{breach.kind}:{breach.session}",
                     job_name=retrain_job_name(breach.spec),
-                    run_config=retrain_run_config(breach.reason),
+                    run_config=retrain_run_config(breach.spec, breach.reason),
                     tags={"qlib_assets/reason": breach.reason[:200]},
                 )
             )

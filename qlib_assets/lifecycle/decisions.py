@@ -12,6 +12,7 @@ from typing import Any
 
 import polars as pl
 
+from qlib_assets.asset_keys import shadow_asset
 from qlib_assets.lifecycle.champion import (
     CHALLENGER,
     CHAMPION,
@@ -25,7 +26,7 @@ from qlib_assets.lifecycle.policies import ACTOR, Decision, policy_of
 from qlib_assets.lifecycle.promotion import promote, record_decision
 from qlib_assets.lifecycle.registry_access import registry_of
 from qlib_assets.lifecycle.sample import load_on_cpu, score_sample, scoring_sample
-from qlib_assets.lifecycle.served import VERSION, shadow_asset
+from qlib_assets.lifecycle.served import VERSION
 from qlib_assets.lifecycle.shadow import hac_lags, session_ic, shadow_test
 from qlib_assets.models.specs import ModelSpec
 from qlib_assets.monitoring.decay import ic_bound

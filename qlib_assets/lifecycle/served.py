@@ -226,10 +226,6 @@ def serve_predictions(
     )
 
 
-def shadow_asset(spec_name: str) -> str:
-    return f"shadow_predictions_{spec_name}"
-
-
 def serve_shadow(
     settings: Settings, spec: ModelSpec, days: Sequence[date], loader: VersionLoader | None = None
 ) -> ServedPredictions:

@@ -27,13 +27,14 @@ from datetime import date
 
 import polars as pl
 
+from qlib_assets.asset_keys import shadow_asset
 from qlib_assets.calendar import sessions, shift_sessions
 from qlib_assets.lifecycle.champion import champion
 from qlib_assets.lifecycle.decisions import daily_review
 from qlib_assets.lifecycle.policies import review_candidate
 from qlib_assets.lifecycle.registry_access import registry_of
 from qlib_assets.lifecycle.retrain import retrain
-from qlib_assets.lifecycle.served import serve_predictions, serve_shadow, shadow_asset
+from qlib_assets.lifecycle.served import serve_predictions, serve_shadow
 from qlib_assets.lifecycle.shadow import session_ic
 from qlib_assets.models.dataset import load_window_frame, window_days
 from qlib_assets.models.platform import audit_log, platform_sessions, platform_specs, spec_windows

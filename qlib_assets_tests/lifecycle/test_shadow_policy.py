@@ -6,11 +6,12 @@ from datetime import date
 import numpy as np
 import polars as pl
 
+from qlib_assets.asset_keys import shadow_asset
 from qlib_assets.lifecycle.champion import assign_alias, champion
 from qlib_assets.lifecycle.decisions import shadow_review
 from qlib_assets.lifecycle.policies import review_candidate
 from qlib_assets.lifecycle.registry_access import registry_of
-from qlib_assets.lifecycle.served import serve_predictions, serve_shadow, shadow_asset
+from qlib_assets.lifecycle.served import serve_predictions, serve_shadow
 from qlib_assets.online.builders import predictions_asset
 from qlib_assets.settings import LifecycleSettings, Settings
 from qlib_assets.storage.lake import Lake

@@ -50,7 +50,9 @@ def when_inputs_complete(later_sessions: int = 0) -> dg.AutomationCondition:
     condition = when_updated_within(LAG_WINDOW)
     if later_sessions:
         condition = FollowedBySessions(later_sessions) & condition
-    return condition.with_label(f"inputs complete (up to {LABEL_HORIZON} sessions behind)")
+    label = f"inputs complete (up to {LABEL_HORIZON} sessions behind)"
+    # `&` gives a built-in condition, which takes a label.
+    return condition.with_label(label)  # type: ignore[attr-defined]
 
 
 def when_updated_within(window: timedelta) -> dg.AutomationCondition:

@@ -21,7 +21,7 @@ def build_deployment_defs(settings: Settings) -> dg.Definitions:
     @dg.asset(
         name="deployment",
         group_name=GROUP,
-        code_version=code_version(PIPELINE.read_text(), settings.serving.model_dump_json()),
+        code_version=code_version([], [PIPELINE.read_text(), settings.serving.model_dump_json()]),
         description="A validated version through staging (health, performance test), then prod "
         "by blue-green or canary (serving.strategy) with the approval prod needs; a failed step "
         "rolls back by itself. Results on the version (deploy.* tags) and in the audit table.",

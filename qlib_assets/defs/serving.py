@@ -47,9 +47,8 @@ def build_serving_defs(settings: Settings) -> dg.Definitions:
         name="serving_metrics",
         group_name=GROUP,
         code_version=code_version(
-            metrics_library.serving_metrics,
-            metrics_library.plot_serving,
-            f"{settings.serving.p99_ms} {settings.serving.max_error_rate}",
+            [metrics_library.serving_metrics, metrics_library.plot_serving],
+            [f"{settings.serving.p99_ms} {settings.serving.max_error_rate}"],
         ),
         partitions_def=days,
         deps=[serving_request_log],

@@ -17,6 +17,7 @@ from qlib_assets.lifecycle.approvals import approval_of, approval_required, reco
 from qlib_assets.lifecycle.champion import (
     CHALLENGER,
     CHAMPION,
+    alias_timeline,
     assign_alias,
     champion,
     fallback_versions,
@@ -158,3 +159,9 @@ def _trim_production(settings: Settings, name: str, actor: str) -> None:
             actor,
             f"more than {keep} production versions: the oldest champions are archived",
         )
+
+
+def last_promotion_session(settings: Settings, name: str) -> date | None:
+    """The first session the latest alias move applies to; a new move may not start earlier."""
+    timeline = alias_timeline(settings, name)
+    return timeline[-1].effective_from if timeline else None

@@ -6,7 +6,8 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import dagster as dg
@@ -43,6 +44,19 @@ def _wait(condition: Callable[[], bool], seconds: float, what: str) -> None:
         time.sleep(0.5)
 
 
+@contextmanager
+def _reaped(instance: dg.DagsterInstance) -> Iterator[None]:
+    """Kill the run workers this test leaves running if it fails (one may block on the FIFO)."""
+    try:
+        yield
+    finally:
+        for run in instance.get_runs(RunsFilter(statuses=[dg.DagsterRunStatus.STARTED])):
+            pid = worker_pid(instance, run)
+            if pid is not None and pid != os.getpid():
+                with suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+
+
 @pytest.mark.slow
 def test_launched_run_killed_in_the_journal_is_failed_freed_and_retried(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -72,7 +86,7 @@ def test_launched_run_killed_in_the_journal_is_failed_freed_and_retried(
     os.mkfifo(fifo_dir / "close.day.bin")
     target = ModuleTarget("qlib_assets.definitions", "defs", str(REPO), "qlib_assets")
     queue = QueuedRunCoordinatorDaemon(interval_seconds=1)
-    with create_test_daemon_workspace_context(target, instance) as context:
+    with create_test_daemon_workspace_context(target, instance) as context, _reaped(instance):
 
         def dequeue() -> None:
             list(queue.run_iteration(context))

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import dagster as dg
 import polars as pl
+import psutil
 import pytest
 from dagster._core.events import DagsterEventType
 from dagster._core.storage.dagster_run import RunsFilter
@@ -99,6 +100,10 @@ def test_launched_run_killed_in_the_journal_is_failed_freed_and_retried(
         _wait(journal.is_file, 1800, "the run to open the provider journal")
         pid = worker_pid(instance, instance.get_run_by_id(run.run_id))
         assert pid is not None
+        # The whole worker dies, as on a restart: the run worker and its step processes (the
+        # multiprocess executor writes the provider in a child, which would hold its lock).
+        for child in psutil.Process(pid).children(recursive=True):
+            child.kill()
         os.kill(pid, signal.SIGKILL)
         time.sleep(1)
         assert instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.STARTED

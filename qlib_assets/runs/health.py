@@ -18,8 +18,7 @@ from dagster._core.storage.dagster_run import DagsterRunStatus, RunsFilter
 
 PID_TAG = "qlib_assets/pid"
 _IN_PROGRESS = [DagsterRunStatus.STARTING, DagsterRunStatus.STARTED, DagsterRunStatus.CANCELING]
-# Process start times come from /proc in clock ticks; a run created within this many seconds
-# before its worker process started still belongs to it.
+# Process start times come from /proc in clock ticks: this much slack.
 _START_SLACK_SECONDS = 2.0
 
 
@@ -29,35 +28,51 @@ class Recovery:
     freed_runs: list[str]
 
 
-def worker_pid(instance: dg.DagsterInstance, run: dg.DagsterRun) -> int | None:
-    """The pid of the run's worker, or None when it has not been recorded (yet)."""
-    if PID_TAG in run.tags:
-        return int(run.tags[PID_TAG])
+@dataclass(frozen=True)
+class Worker:
+    """A run's worker process: its pid and a moment at which it was known to be running."""
+
+    pid: int
+    seen_at: float
+
+
+def run_worker(instance: dg.DagsterInstance, run: dg.DagsterRun) -> Worker | None:
+    """The run's worker, or None when it has not been recorded (yet)."""
+    if PID_TAG in run.tags:  # set by the CLI's own process before it creates the run
+        record = instance.get_run_record_by_id(run.run_id)
+        created = record.create_timestamp.timestamp() if record is not None else 0.0
+        return Worker(int(run.tags[PID_TAG]), created)
     for record in instance.all_logs(run.run_id, of_type=DagsterEventType.ENGINE_EVENT):
         event = record.dagster_event
         data = event.engine_event_data if event is not None else None
         if data is not None and "pid" in data.metadata:
-            return int(str(data.metadata["pid"].value))
+            return Worker(int(str(data.metadata["pid"].value)), record.timestamp)
     return None
 
 
-def worker_alive(pid: int, run_created: float) -> bool:
-    """Whether process ``pid`` exists and is older than the run (not a reused pid)."""
+def worker_pid(instance: dg.DagsterInstance, run: dg.DagsterRun) -> int | None:
+    worker = run_worker(instance, run)
+    return None if worker is None else worker.pid
+
+
+def worker_alive(worker: Worker) -> bool:
+    """Whether the worker's pid exists and its process is not younger than the worker (a pid
+    reused after the worker died, e.g. after a restart)."""
     try:
-        started = psutil.Process(pid).create_time()
+        started = psutil.Process(worker.pid).create_time()
     except (psutil.NoSuchProcess, psutil.ZombieProcess):
         return False
     except psutil.AccessDenied:
         return True
-    return started <= run_created + _START_SLACK_SECONDS
+    return started <= worker.seen_at + _START_SLACK_SECONDS
 
 
 def dead_runs(instance: dg.DagsterInstance) -> list[dg.DagsterRun]:
     """Runs in progress whose recorded worker is gone (runs with no recorded pid are skipped)."""
     dead = []
     for record in instance.get_run_records(RunsFilter(statuses=_IN_PROGRESS)):
-        pid = worker_pid(instance, record.dagster_run)
-        if pid is not None and not worker_alive(pid, record.create_timestamp.timestamp()):
+        worker = run_worker(instance, record.dagster_run)
+        if worker is not None and not worker_alive(worker):
             dead.append(record.dagster_run)
     return dead
 

@@ -8,7 +8,7 @@ marks it failed (then ``run_retries`` re-executes it and the daemon frees its po
 import dagster as dg
 from dagster._core.launcher.base import CheckRunHealthResult, WorkerStatus
 
-from qlib_assets.runs.health import worker_alive, worker_pid
+from qlib_assets.runs.health import run_worker, worker_alive
 
 
 class MonitoredRunLauncher(dg.DefaultRunLauncher):
@@ -17,13 +17,11 @@ class MonitoredRunLauncher(dg.DefaultRunLauncher):
         return True
 
     def check_run_worker_health(self, run: dg.DagsterRun) -> CheckRunHealthResult:
-        pid = worker_pid(self._instance, run)
-        if pid is None:
+        worker = run_worker(self._instance, run)
+        if worker is None:
             # Dagster's monitoring fails a run on any status but RUNNING or SUCCESS; a worker
             # that has not recorded its pid yet is covered by ``start_timeout_seconds``.
             return CheckRunHealthResult(WorkerStatus.RUNNING, "no worker pid recorded yet")
-        record = self._instance.get_run_record_by_id(run.run_id)
-        created = record.create_timestamp.timestamp() if record is not None else 0.0
-        if worker_alive(pid, created):
+        if worker_alive(worker):
             return CheckRunHealthResult(WorkerStatus.RUNNING)
-        return CheckRunHealthResult(WorkerStatus.FAILED, f"run worker process {pid} is gone")
+        return CheckRunHealthResult(WorkerStatus.FAILED, f"run worker process {worker.pid} is gone")

@@ -12,7 +12,7 @@ import psutil
 from dagster._core.storage.dagster_run import DagsterRunStatus
 from dagster._daemon.monitoring.run_monitoring import monitor_started_run
 
-from qlib_assets.runs.health import pid_tags, recover_dead_runs, worker_alive
+from qlib_assets.runs.health import Worker, pid_tags, recover_dead_runs, worker_alive
 from qlib_assets.runs.launcher import MonitoredRunLauncher
 
 REPO = Path(__file__).resolve().parents[2]
@@ -68,8 +68,8 @@ def test_dead_run_is_failed_and_frees_its_slot() -> None:
 def test_reused_pid_counts_as_dead() -> None:
     # A process that started after the run was created cannot be its worker.
     me = psutil.Process().create_time()
-    assert worker_alive(os.getpid(), me + 10)
-    assert not worker_alive(os.getpid(), me - 60)
+    assert worker_alive(Worker(os.getpid(), me + 10))
+    assert not worker_alive(Worker(os.getpid(), me - 60))
 
 
 def test_dagster_run_monitoring_fails_a_dead_run_through_the_launcher() -> None:

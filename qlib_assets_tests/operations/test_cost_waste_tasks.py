@@ -156,3 +156,16 @@ def test_rolling_backfill_with_a_failed_window_reads_part_done() -> None:
 )
 def test_overall_status(values: list[str], overall: str) -> None:
     assert overall_status(values) == overall
+
+
+def test_tasks_command_lists_each_spec(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from qlib_assets.cli import main
+
+    monkeypatch.setenv("QLIB_ASSETS_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
+    assert main(["tasks", "--spec", "lgbm_alpha158"]) == 0
+    out = capsys.readouterr().out
+    assert "model_lgbm_alpha158: waiting" in out
+    assert main(["tasks", "--spec", "nope"]) == 2

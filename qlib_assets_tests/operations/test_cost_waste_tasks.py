@@ -72,7 +72,10 @@ def test_cost_report_asset_writes_tables_and_plot(settings: Settings) -> None:
             ResourceUsage(cpu_seconds=cpu, peak_memory_mb=500, wall_seconds=cpu * 1.1),
         )
     defs = build_operations_defs(settings)
-    result = dg.materialize([defs.resolve_assets_def("cost_report")], resources=defs.resources)
+    with dg.instance_for_test() as instance:
+        result = dg.materialize(
+            [defs.resolve_assets_def("cost_report")], instance=instance, resources=defs.resources
+        )
     metadata = result.asset_materializations_for_node("cost_report")[0].metadata
     assert metadata["steps_measured"].value == 2
     assert metadata["total_cost"].value > 0

@@ -2,27 +2,45 @@
 
 import argparse
 import os
+from typing import TYPE_CHECKING
 
 from rich.table import Table
 
-from qlib_assets.settings import load_settings
+from qlib_assets.settings import Settings, load_settings
 from qlib_assets.terminal import console
+
+if TYPE_CHECKING:
+    import dagster as dg
+
+    from qlib_assets.models.specs import ModelSpec
 
 STYLE = {"done": "green", "part_done": "yellow", "failed": "red", "running": "cyan"}
 
 
 def cmd_tasks(args: argparse.Namespace) -> int:
-    import dagster as dg
-
     from qlib_assets.instance import embedded_instance
-    from qlib_assets.models.platform import platform_specs, spec_windows
-    from qlib_assets.operations.tasks import window_statuses
+    from qlib_assets.models.platform import platform_specs
 
     settings = load_settings()
-    instance = embedded_instance(settings)
     specs = platform_specs(settings)
     if args.spec and args.spec not in specs:
         raise KeyError(f"no spec {args.spec!r}; known: {', '.join(sorted(specs))}")
+    with embedded_instance(settings) as instance:
+        _print_tasks(instance, settings, specs, args)
+    return 0
+
+
+def _print_tasks(
+    instance: "dg.DagsterInstance",
+    settings: Settings,
+    specs: "dict[str, ModelSpec]",
+    args: argparse.Namespace,
+) -> None:
+    import dagster as dg
+
+    from qlib_assets.models.platform import spec_windows
+    from qlib_assets.operations.tasks import window_statuses
+
     for name, spec in sorted(specs.items()):
         if args.spec and name != args.spec:
             continue
@@ -38,7 +56,6 @@ def cmd_tasks(args: argparse.Namespace) -> int:
             for key, status in shown:
                 table.add_row(key, f"[{STYLE.get(status, 'white')}]{status}[/]")
             console.print(table)
-    return 0
 
 
 def cmd_worker(args: argparse.Namespace) -> int:

@@ -5,11 +5,12 @@ from datetime import UTC, datetime
 import dagster as dg
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
+from qlib_assets.defs.daily import code_version
 from qlib_assets.defs.metering import STORE_PARAM, OperationsStoreResource
 from qlib_assets.defs.png import png_metadata
 from qlib_assets.operations.budget import BUDGET_TAG, HELD, RELEASED, budget_status, plan_guard
 from qlib_assets.operations.config import AlertSettings
-from qlib_assets.operations.cost import cost_report, folder_sizes, plot_cost
+from qlib_assets.operations.cost import cost_report, folder_sizes, plot_cost, step_costs
 from qlib_assets.operations.notifier import Alert, Delivery, notify
 from qlib_assets.operations.store import operations_store, operations_url
 from qlib_assets.operations.waste import find_waste
@@ -76,6 +77,7 @@ def build_operations_defs(settings: Settings) -> dg.Definitions:
     @dg.asset(
         name="cost_report",
         group_name=GROUP,
+        code_version=code_version(cost_report, step_costs, folder_sizes, plot_cost),
         kinds={"polars"},
         description="Cost per asset, per spec and per day from the resource_usage table and the "
         "lake's size, at the configured prices (operations.prices); trend and plots.",
@@ -103,6 +105,7 @@ def build_operations_defs(settings: Settings) -> dg.Definitions:
     @dg.asset(
         name="waste_report",
         group_name=GROUP,
+        code_version=code_version(find_waste),
         kinds={"polars"},
         description="Wasted work with suggestions: re-runs on unchanged inputs, outputs identical "
         "to the previous materialization, idle steps, a saturated training pool, features no "

@@ -13,7 +13,6 @@ from collections.abc import Iterable
 import dagster as dg
 import polars as pl
 
-from qlib_assets.models.platform import platform_specs
 from qlib_assets.operations.store import operations_store
 from qlib_assets.settings import Settings
 
@@ -124,6 +123,8 @@ def saturated_pools(instance: dg.DagsterInstance, pools: Iterable[str] = ("train
 
 
 def unread_features(settings: Settings, present: Iterable[str]) -> list[dict]:
+    from qlib_assets.models.platform import platform_specs
+
     read = {source.asset for spec in platform_specs(settings).values() for source in spec.features}
     return [
         _row(

@@ -49,12 +49,14 @@ def test_metered_asset_records_metadata_and_a_usage_row(settings: Settings) -> N
         return dg.MaterializeResult(metadata={"rows": 3})
 
     store = OperationsStoreResource(url=operations_url(settings.operations, settings.root))
-    result = dg.materialize(
-        [busy],
-        partition_key="b",
-        tags={"qlib_assets/kind": "tuning"},
-        resources={STORE_PARAM: store},
-    )
+    with dg.instance_for_test() as instance:
+        result = dg.materialize(
+            [busy],
+            instance=instance,
+            partition_key="b",
+            tags={"qlib_assets/kind": "tuning"},
+            resources={STORE_PARAM: store},
+        )
     assert result.success
     metadata = result.asset_materializations_for_node("busy")[0].metadata
     assert metadata["rows"].value == 3
@@ -89,7 +91,10 @@ def test_a_failed_step_is_recorded_too(settings: Settings) -> None:
         raise RuntimeError("no")
 
     store = OperationsStoreResource(url=operations_url(settings.operations, settings.root))
-    result = dg.materialize([broken], resources={STORE_PARAM: store}, raise_on_error=False)
+    with dg.instance_for_test() as instance:
+        result = dg.materialize(
+            [broken], instance=instance, resources={STORE_PARAM: store}, raise_on_error=False
+        )
     assert not result.success
     rows = operations_store(settings.operations, settings.root).usage()
     assert rows.get_column("asset").to_list() == ["broken"]

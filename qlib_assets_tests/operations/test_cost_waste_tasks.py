@@ -72,7 +72,10 @@ def test_cost_report_asset_writes_tables_and_plot(settings: Settings) -> None:
             ResourceUsage(cpu_seconds=cpu, peak_memory_mb=500, wall_seconds=cpu * 1.1),
         )
     defs = build_operations_defs(settings)
-    result = dg.materialize([defs.resolve_assets_def("cost_report")], resources=defs.resources)
+    with dg.instance_for_test() as instance:
+        result = dg.materialize(
+            [defs.resolve_assets_def("cost_report")], instance=instance, resources=defs.resources
+        )
     metadata = result.asset_materializations_for_node("cost_report")[0].metadata
     assert metadata["steps_measured"].value == 2
     assert metadata["total_cost"].value > 0
@@ -156,3 +159,16 @@ def test_rolling_backfill_with_a_failed_window_reads_part_done() -> None:
 )
 def test_overall_status(values: list[str], overall: str) -> None:
     assert overall_status(values) == overall
+
+
+def test_tasks_command_lists_each_spec(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from qlib_assets.cli import main
+
+    monkeypatch.setenv("QLIB_ASSETS_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
+    assert main(["tasks", "--spec", "lgbm_alpha158"]) == 0
+    out = capsys.readouterr().out
+    assert "model_lgbm_alpha158: waiting" in out
+    assert main(["tasks", "--spec", "nope"]) == 2

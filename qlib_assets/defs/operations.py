@@ -77,7 +77,7 @@ def build_operations_defs(settings: Settings) -> dg.Definitions:
     @dg.asset(
         name="cost_report",
         group_name=GROUP,
-        code_version=code_version(cost_report, step_costs, folder_sizes, plot_cost),
+        code_version=code_version([cost_report, step_costs, folder_sizes, plot_cost]),
         kinds={"polars"},
         description="Cost per asset, per spec and per day from the resource_usage table and the "
         "lake's size, at the configured prices (operations.prices); trend and plots.",
@@ -105,7 +105,7 @@ def build_operations_defs(settings: Settings) -> dg.Definitions:
     @dg.asset(
         name="waste_report",
         group_name=GROUP,
-        code_version=code_version(find_waste),
+        code_version=code_version([find_waste]),
         kinds={"polars"},
         description="Wasted work with suggestions: re-runs on unchanged inputs, outputs identical "
         "to the previous materialization, idle steps, a saturated training pool, features no "

@@ -39,7 +39,7 @@ def database_url(admin_url: str, name: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, ""))
 
 
-def _admin_connection(admin_url: str):  # type: ignore[no-untyped-def]
+def _admin_connection(admin_url: str):
     import psycopg2
 
     parts = urlsplit(admin_url)

@@ -39,8 +39,8 @@ class Worker:
 def run_worker(instance: dg.DagsterInstance, run: dg.DagsterRun) -> Worker | None:
     """The run's worker, or None when it has not been recorded (yet)."""
     if PID_TAG in run.tags:  # set by the CLI's own process before it creates the run
-        record = instance.get_run_record_by_id(run.run_id)
-        created = record.create_timestamp.timestamp() if record is not None else 0.0
+        run_record = instance.get_run_record_by_id(run.run_id)
+        created = run_record.create_timestamp.timestamp() if run_record is not None else 0.0
         return Worker(int(run.tags[PID_TAG]), created)
     for record in instance.all_logs(run.run_id, of_type=DagsterEventType.ENGINE_EVENT):
         event = record.dagster_event

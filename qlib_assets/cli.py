@@ -12,6 +12,7 @@ import dagster as dg
 from rich.console import Console
 from rich.table import Table
 
+from qlib_assets.cli_explain import add_explain_parser
 from qlib_assets.cli_models import add_models_parser
 from qlib_assets.demo import DemoSpec
 from qlib_assets.settings import Settings, load_settings
@@ -178,6 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
     mat.set_defaults(func=cmd_materialize)
 
     add_models_parser(commands)
+    add_explain_parser(commands)
 
     prep = commands.add_parser("prepare-instance", help="set up DAGSTER_HOME; print its path")
     prep.set_defaults(func=cmd_prepare_instance)

@@ -16,6 +16,7 @@ import dagster as dg
 import polars as pl
 from rich.console import Console
 
+from qlib_assets.asset_keys import model_asset
 from qlib_assets.calendar import sessions, shift_sessions
 from qlib_assets.defs.build import build_definitions
 from qlib_assets.features.tables import LABEL_HORIZON
@@ -97,8 +98,8 @@ def run_demo(settings: Settings, spec: DemoSpec, console: Console) -> dict[str, 
             test_start = min(test_start, window.test[0])
 
             def train(name: str = name, key: str = window.key) -> str:
-                result = materialize_partition(defs, instance, f"model_{name}", key)
-                metadata = result.asset_materializations_for_node(f"model_{name}")[0].metadata
+                result = materialize_partition(defs, instance, model_asset(name), key)
+                metadata = result.asset_materializations_for_node(model_asset(name))[0].metadata
                 models.setdefault(name, []).append(
                     {
                         "window": key,

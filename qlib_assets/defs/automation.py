@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from qlib_assets.asset_keys import model_asset, model_spec_name
 from qlib_assets.calendar import exchange_timezone
 from qlib_assets.models.window_training import audit_log, platform_specs
 from qlib_assets.monitoring.retrain_trigger import (
@@ -27,10 +28,10 @@ def build_automation_defs(settings: Settings) -> dg.Definitions:
     daily = dg.AssetSelection.assets(
         *(a for a in ("raw_bars", "qlib_dataset"))
     ).downstream().required_multi_asset_neighbors() - dg.AssetSelection.assets(
-        *(f"model_{n}" for n in platform_specs(settings)), "backtest"
+        *(model_asset(n) for n in platform_specs(settings)), "backtest"
     )
     train_jobs = [
-        dg.define_asset_job(training_job_name(name), selection=[f"model_{name}"])
+        dg.define_asset_job(training_job_name(name), selection=[model_asset(name)])
         for name in platform_specs(settings)
     ]
 
@@ -72,7 +73,7 @@ def build_automation_defs(settings: Settings) -> dg.Definitions:
         requests = [
             dg.RunRequest(
                 run_key=f"{r.assets[0]}:{r.partition}",
-                job_name=training_job_name(r.assets[0].removeprefix("model_")),
+                job_name=training_job_name(model_spec_name(r.assets[0])),
                 partition_key=r.partition,
                 tags={"qlib_assets/reason": r.reason},
             )

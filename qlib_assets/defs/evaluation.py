@@ -4,15 +4,14 @@ from typing import Literal
 
 import dagster as dg
 
-from qlib_assets import __version__
 from qlib_assets.calendar import partition_date
+from qlib_assets.defs.daily import DailyAssets, LakeResource, code_version, session_days
 from qlib_assets.defs.png import png_metadata
 from qlib_assets.evaluation.backtest import BacktestConfig
 from qlib_assets.evaluation.tables import build_backtest, build_signal_analysis, log_backtest
 from qlib_assets.models.window_training import platform_specs
 from qlib_assets.online.tables import SIGNAL, predictions_asset
 from qlib_assets.settings import Settings
-from qlib_assets.storage.lake import Lake
 
 GROUP = "evaluation"
 
@@ -32,22 +31,22 @@ def build_evaluation_defs(
     settings: Settings, partitions: dg.PartitionsDefinition
 ) -> dg.Definitions:
     specs = platform_specs(settings)
+    daily = DailyAssets(partitions, GROUP)
 
-    @dg.asset(
-        name="signal_analysis",
-        group_name=GROUP,
-        partitions_def=partitions,
-        backfill_policy=dg.BackfillPolicy.single_run(),
+    @daily.asset(
+        "signal_analysis",
+        code=[build_signal_analysis],
         deps=[SIGNAL, "labels", *(predictions_asset(n) for n in specs)],
-        code_version=__version__,
         kinds={"polars"},
         description="IC and rank IC per session of every spec and of the signal, rolling "
         "20-session ICIR, a rolling-IC plot; runs two sessions behind (labels lag).",
     )
-    def signal_analysis(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
-        days = [partition_date(k) for k in context.partition_keys]
+    def signal_analysis(
+        context: dg.AssetExecutionContext, lake: LakeResource
+    ) -> dg.MaterializeResult:
+        days = session_days(context)
         table, analysis, plot = build_signal_analysis(settings, days)
-        Lake(settings.lake_dir).write_days("signal_analysis", table, days)
+        lake.write_days("signal_analysis", table, days)
         return dg.MaterializeResult(
             metadata={
                 "summary": dg.MetadataValue.json(analysis.summary),
@@ -59,7 +58,7 @@ def build_evaluation_defs(
         name="backtest",
         group_name=GROUP,
         deps=[dg.AssetDep(SIGNAL, partition_mapping=dg.AllPartitionMapping()), "qlib_dataset"],
-        code_version=__version__,
+        code_version=code_version(build_backtest, log_backtest),
         kinds={"qlib", "mlflow"},
         description="Qlib's TopkDropoutStrategy with its simulator executor over the stored "
         "signal; benchmark equal_weight (default), none, or a provider code, never Qlib's "

@@ -1,13 +1,13 @@
 """Feature assets: technical indicators, Alpha158 and labels, each over a raw_bars lookback."""
 
+import json
 from datetime import timedelta
 from typing import Any, Literal
 
 import dagster as dg
 import polars as pl
 
-from qlib_assets import __version__
-from qlib_assets.calendar import partition_date
+from qlib_assets.defs.daily import DailyAssets, LakeResource, session_days
 from qlib_assets.features.tables import (
     LABEL_HORIZON,
     alpha158_window,
@@ -17,7 +17,6 @@ from qlib_assets.features.tables import (
     indicator_lookback,
 )
 from qlib_assets.settings import Settings
-from qlib_assets.storage.lake import Lake
 
 GROUP = "features"
 
@@ -35,10 +34,10 @@ def _lookback(sessions_before: int, sessions_after: int = 0) -> dg.TimeWindowPar
 
 
 def _write(
-    settings: Settings, asset: str, context: dg.AssetExecutionContext, table: pl.DataFrame
+    lake: LakeResource, asset: str, context: dg.AssetExecutionContext, table: pl.DataFrame
 ) -> dict[str, Any]:
-    days = [partition_date(k) for k in context.partition_keys]
-    hashes = Lake(settings.lake_dir).write_days(asset, table, days)
+    days = session_days(context)
+    hashes = lake.write_days(asset, table, days)
     return {
         "rows": table.height,
         "columns": table.width - 2,
@@ -46,55 +45,52 @@ def _write(
         "sha256": next(iter(hashes.values()))
         if len(days) == 1
         else dg.MetadataValue.json({d.isoformat(): h for d, h in hashes.items()}),
-        "path": str(settings.lake_dir / asset),
+        "path": lake.folder(asset),
     }
 
 
 def build_feature_defs(settings: Settings, partitions: dg.PartitionsDefinition) -> dg.Definitions:
+    daily = DailyAssets(partitions, GROUP)
     ind_lookback = indicator_lookback(settings)
+    indicator_spec = json.dumps(
+        [settings.indicator_params, settings.custom_indicators], sort_keys=True, default=str
+    )
 
-    @dg.asset(
-        name="indicators",
-        group_name=GROUP,
-        partitions_def=partitions,
-        backfill_policy=dg.BackfillPolicy.single_run(),
+    @daily.asset(
+        "indicators",
+        code=[build_indicators],
+        spec=[indicator_spec],
         deps=[dg.AssetDep("raw_bars", partition_mapping=_lookback(ind_lookback))],
-        code_version=__version__,
         kinds={"polars", "talib"},
         description=f"Technical indicators (TA-Lib where it has them), {ind_lookback}-session "
         "warm-up so a one-session run equals the full history; plus custom_indicators.",
     )
-    def indicators(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
-        days = [partition_date(k) for k in context.partition_keys]
-        table = build_indicators(settings, days)
-        return dg.MaterializeResult(metadata=_write(settings, "indicators", context, table))
+    def indicators(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
+        table = build_indicators(settings, session_days(context))
+        return dg.MaterializeResult(metadata=_write(lake, "indicators", context, table))
 
     a158_window = alpha158_window(settings.custom_factors)
 
-    @dg.asset(
-        name="alpha158",
-        group_name=GROUP,
-        partitions_def=partitions,
-        backfill_policy=dg.BackfillPolicy.single_run(),
+    @daily.asset(
+        "alpha158",
+        code=[build_alpha158],
+        spec=[json.dumps(settings.custom_factors, sort_keys=True)],
         deps=[dg.AssetDep("raw_bars", partition_mapping=_lookback(a158_window))],
-        code_version=__version__,
         kinds={"polars", "qlib"},
         description="Qlib's Alpha158 factors (definitions read from Qlib at run time) compiled "
         "to polars, raw values; engine='qlib' computes them with Qlib's own engine.",
     )
-    def alpha158(context: dg.AssetExecutionContext, config: Alpha158Config) -> dg.MaterializeResult:
-        days = [partition_date(k) for k in context.partition_keys]
-        table = build_alpha158(settings, days, engine=config.engine)
-        metadata = _write(settings, "alpha158", context, table)
+    def alpha158(
+        context: dg.AssetExecutionContext, config: Alpha158Config, lake: LakeResource
+    ) -> dg.MaterializeResult:
+        table = build_alpha158(settings, session_days(context), engine=config.engine)
+        metadata = _write(lake, "alpha158", context, table)
         return dg.MaterializeResult(metadata={**metadata, "engine": config.engine})
 
-    @dg.asset(
-        name="labels",
-        group_name=GROUP,
-        partitions_def=partitions,
-        backfill_policy=dg.BackfillPolicy.single_run(),
+    @daily.asset(
+        "labels",
+        code=[build_labels],
         deps=[dg.AssetDep("raw_bars", partition_mapping=_lookback(0, LABEL_HORIZON))],
-        code_version=__version__,
         kinds={"polars"},
         automation_condition=(
             dg.AutomationCondition.in_latest_time_window(timedelta(days=14))
@@ -105,9 +101,8 @@ def build_feature_defs(settings: Settings, partitions: dg.PartitionsDefinition) 
         description="Qlib's label Ref($close,-2)/Ref($close,-1)-1: materializable once raw_bars "
         "of the two following sessions exist (labels lag by two sessions).",
     )
-    def labels(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
-        days = [partition_date(k) for k in context.partition_keys]
-        table = build_labels(settings, days)
-        return dg.MaterializeResult(metadata=_write(settings, "labels", context, table))
+    def labels(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
+        table = build_labels(settings, session_days(context))
+        return dg.MaterializeResult(metadata=_write(lake, "labels", context, table))
 
     return dg.Definitions(assets=[indicators, alpha158, labels])

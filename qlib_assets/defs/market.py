@@ -5,18 +5,18 @@ from collections.abc import Iterator
 
 import dagster as dg
 
-from qlib_assets import __version__
-from qlib_assets.calendar import partition_date
+from qlib_assets.defs.daily import DailyAssets, LakeResource, session_days
 from qlib_assets.market.landing import session_versions
 from qlib_assets.market.raw_bars import build_raw_bars, landing_catalog, quarantine_unreadable
 from qlib_assets.market.sensor_plan import plan_landing_runs
 from qlib_assets.settings import Settings
 
 GROUP = "market_data"
-RawBarsEvent = dg.MaterializeResult | dg.AssetCheckResult
 
 
 def build_market_defs(settings: Settings, partitions: dg.PartitionsDefinition) -> dg.Definitions:
+    daily = DailyAssets(partitions, GROUP)
+
     @dg.observable_source_asset(
         name="landing_files",
         group_name=GROUP,
@@ -29,13 +29,11 @@ def build_market_defs(settings: Settings, partitions: dg.PartitionsDefinition) -
         valid = set(partitions.get_partition_keys())
         return dg.DataVersionsByPartition({k: v for k, v in versions.items() if k in valid})
 
-    @dg.asset(
-        name="raw_bars",
-        group_name=GROUP,
-        partitions_def=partitions,
-        backfill_policy=dg.BackfillPolicy.single_run(),
+    @daily.asset(
+        "raw_bars",
+        code=[build_raw_bars],
+        spec=[settings.validation.model_dump_json(), json.dumps(settings.column_aliases)],
         deps=[landing_files],
-        code_version=__version__,
         kinds={"parquet", "polars"},
         check_specs=[
             dg.AssetCheckSpec(
@@ -54,9 +52,9 @@ def build_market_defs(settings: Settings, partitions: dg.PartitionsDefinition) -
         description="Validated daily bars in the canonical schema, one Parquet file per session.",
     )
     def raw_bars(
-        context: dg.AssetExecutionContext,
+        context: dg.AssetExecutionContext, lake: LakeResource
     ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
-        days = [partition_date(k) for k in context.partition_keys]
+        days = session_days(context)
         context.log.info(f"ingesting {len(days)} session(s) {days[0]} .. {days[-1]}")
         report = build_raw_bars(settings, days)
         jumps = report.findings.price_jumps
@@ -70,8 +68,7 @@ def build_market_defs(settings: Settings, partitions: dg.PartitionsDefinition) -
                 if len(days) == 1
                 else dg.MetadataValue.json({d.isoformat(): h for d, h in report.hashes.items()}),
                 "landing_files": dg.MetadataValue.json(report.landing_files),
-                "path": str(settings.lake_dir / "raw_bars"),
-                "code_version": __version__,
+                "path": lake.folder("raw_bars"),
             },
         )
         yield dg.AssetCheckResult(

@@ -5,7 +5,8 @@ from collections.abc import Mapping
 
 import dagster as dg
 
-from qlib_assets import __version__
+from qlib_assets.asset_keys import model_asset
+from qlib_assets.defs.daily import code_version
 from qlib_assets.defs.png import png_metadata
 from qlib_assets.defs.resources import MLflowTracking, mlflow_resource
 from qlib_assets.models.specs import ModelSpec
@@ -35,15 +36,16 @@ def _model_asset(settings: Settings, spec: ModelSpec) -> dg.AssetsDefinition:
     windows = spec_windows(settings, spec)
     partitions = dg.StaticPartitionsDefinition([w.key for w in windows])
     deps = [source.asset for source in spec.features] + [spec.label.asset]
+    version = code_version(train_spec_window, spec.digest())
 
     @dg.asset(
-        name=f"model_{spec.name}",
+        name=model_asset(spec.name),
         group_name=GROUP,
         partitions_def=partitions,
         deps=[
             dg.AssetDep(a, partition_mapping=dg.AllPartitionMapping()) for a in dict.fromkeys(deps)
         ],
-        code_version=f"{__version__}:{spec.digest()[:12]}",
+        code_version=version,
         pool="training",
         kinds={"mlflow", "qlib"},
         tags={"spec": spec.name},
@@ -57,7 +59,7 @@ def _model_asset(settings: Settings, spec: ModelSpec) -> dg.AssetsDefinition:
             "dagster_run_id": context.run_id,
             "partition_key": key,
             "asset_key": context.asset_key.to_user_string(),
-            "code_version": __version__,
+            "code_version": version,
         }
         context.log.info(f"training {spec.ref} window {key}")
         tracked = train_spec_window(

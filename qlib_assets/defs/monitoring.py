@@ -5,11 +5,11 @@ from collections.abc import Iterator
 import dagster as dg
 import polars as pl
 
-from qlib_assets import __version__
-from qlib_assets.calendar import partition_date
+from qlib_assets.asset_keys import model_asset
+from qlib_assets.defs.daily import DailyAssets, LakeResource, code_version, session_days
 from qlib_assets.defs.png import png_metadata
 from qlib_assets.models.window_training import platform_specs
-from qlib_assets.monitoring.report import drift_heatmap, drift_share_chart, rolling_ic_chart
+from qlib_assets.monitoring.dashboard import build_monitoring_report
 from qlib_assets.monitoring.tables import (
     FEATURE_DRIFT,
     PERFORMANCE_DECAY,
@@ -20,7 +20,6 @@ from qlib_assets.monitoring.tables import (
 )
 from qlib_assets.online.tables import predictions_asset
 from qlib_assets.settings import Settings
-from qlib_assets.storage.lake import Lake
 
 GROUP = "monitoring"
 Event = dg.MaterializeResult | dg.AssetCheckResult
@@ -32,17 +31,17 @@ def build_monitoring_defs(
     specs = platform_specs(settings)
     conf = settings.monitoring
     monitored = specs[conf.spec]
+    daily = DailyAssets(partitions, GROUP)
+    monitoring_spec = conf.model_dump_json()
 
-    @dg.asset(
-        name=FEATURE_DRIFT,
-        group_name=GROUP,
-        partitions_def=partitions,
-        backfill_policy=dg.BackfillPolicy.single_run(),
+    @daily.asset(
+        FEATURE_DRIFT,
+        code=[build_feature_drift],
+        spec=[monitoring_spec, monitored.digest()],
         deps=[
             *(s.asset for s in monitored.features),
-            dg.AssetDep(f"model_{conf.spec}", partition_mapping=dg.AllPartitionMapping()),
+            dg.AssetDep(model_asset(conf.spec), partition_mapping=dg.AllPartitionMapping()),
         ],
-        code_version=__version__,
         kinds={"evidently"},
         check_specs=[
             dg.AssetCheckSpec(
@@ -55,13 +54,13 @@ def build_monitoring_defs(
         f"{monitored.ref}'s online model ({conf.method}, threshold {conf.threshold}, pinned); "
         "per-column scores as a table, HTML report per session.",
     )
-    def feature_drift(context: dg.AssetExecutionContext) -> Iterator[Event]:
-        days = [partition_date(k) for k in context.partition_keys]
+    def feature_drift(context: dg.AssetExecutionContext, lake: LakeResource) -> Iterator[Event]:
+        days = session_days(context)
         run = build_feature_drift(settings, days)
         for day, reason in sorted(run.skipped.items()):
             context.log.warning(f"{day}: skipped, {reason}")
         if run.result:
-            Lake(settings.lake_dir).write_days(FEATURE_DRIFT, run.result.scores, days)
+            lake.write_days(FEATURE_DRIFT, run.result.scores, days)
         latest = run.result.session() if run.result else None
         summary = run.result.summary() if run.result else pl.DataFrame()
         yield dg.MaterializeResult(
@@ -86,25 +85,25 @@ def build_monitoring_defs(
             metadata={"max_share": worst, "threshold": conf.retrain_share},
         )
 
-    @dg.asset(
-        name=PREDICTION_DRIFT,
-        group_name=GROUP,
-        partitions_def=partitions,
-        backfill_policy=dg.BackfillPolicy.single_run(),
+    @daily.asset(
+        PREDICTION_DRIFT,
+        code=[build_prediction_drift],
+        spec=[monitoring_spec],
         deps=[predictions_asset(n) for n in specs],
-        code_version=__version__,
         kinds={"evidently"},
         description="Each spec's score distribution per session against its online model's "
         "validation-period predictions.",
     )
-    def prediction_drift(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
-        days = [partition_date(k) for k in context.partition_keys]
+    def prediction_drift(
+        context: dg.AssetExecutionContext, lake: LakeResource
+    ) -> dg.MaterializeResult:
+        days = session_days(context)
         runs = build_prediction_drift(settings, days)
         tables = [
             r.result.scores.with_columns(spec=pl.lit(name)) for name, r in runs.items() if r.result
         ]
         if tables:
-            Lake(settings.lake_dir).write_days(PREDICTION_DRIFT, pl.concat(tables), days)
+            lake.write_days(PREDICTION_DRIFT, pl.concat(tables), days)
         return dg.MaterializeResult(
             metadata={
                 name: f"score {r.result.scores['score'][-1]:.3f}, drifted "
@@ -115,13 +114,11 @@ def build_monitoring_defs(
             }
         )
 
-    @dg.asset(
-        name=PERFORMANCE_DECAY,
-        group_name=GROUP,
-        partitions_def=partitions,
-        backfill_policy=dg.BackfillPolicy.single_run(),
+    @daily.asset(
+        PERFORMANCE_DECAY,
+        code=[build_performance_decay],
+        spec=[monitoring_spec],
         deps=["labels", *(predictions_asset(n) for n in specs)],
-        code_version=__version__,
         kinds={"polars"},
         check_specs=[
             dg.AssetCheckSpec(
@@ -134,12 +131,12 @@ def build_monitoring_defs(
         description="Rolling IC and rank IC of each spec against its online model's validation "
         "level; two sessions behind (labels lag).",
     )
-    def performance_decay(context: dg.AssetExecutionContext) -> Iterator[Event]:
-        days = [partition_date(k) for k in context.partition_keys]
+    def performance_decay(context: dg.AssetExecutionContext, lake: LakeResource) -> Iterator[Event]:
+        days = session_days(context)
         results = build_performance_decay(settings, days)
         if results:
             table = pl.concat(r.rows.with_columns(spec=pl.lit(name)) for name, r in results.items())
-            Lake(settings.lake_dir).write_days(PERFORMANCE_DECAY, table, days)
+            lake.write_days(PERFORMANCE_DECAY, table, days)
         breached = {n: r.evidence for n, r in results.items() if r.breached}
         yield dg.MaterializeResult(
             metadata={
@@ -162,37 +159,16 @@ def build_monitoring_defs(
             dg.AssetDep(a, partition_mapping=dg.AllPartitionMapping())
             for a in (FEATURE_DRIFT, PERFORMANCE_DECAY)
         ],
+        code_version=code_version(build_monitoring_report, monitoring_spec),
         kinds={"matplotlib"},
         description="The dashboard: drift heatmap of the most drifted features over time, "
         "drift share over time, rolling IC against its bound per spec.",
     )
     def monitoring_report() -> dg.MaterializeResult:
-        lake = Lake(settings.lake_dir)
-        folder = settings.root / "reports" / "monitoring"
+        charts = build_monitoring_report(settings)
         metadata: dict[str, dg.MetadataValue] = {}
-        drift_days = lake.days(FEATURE_DRIFT)
-        if drift_days:
-            scores = lake.read_days(FEATURE_DRIFT, drift_days)
-            summary = scores.group_by("date").agg(share=pl.col("drifted").mean()).sort("date")
-            metadata |= png_metadata(
-                drift_heatmap(scores, folder / "drift_heatmap.png"), "drift_heatmap"
-            )
-            metadata |= png_metadata(
-                drift_share_chart(summary, folder / "drift_share.png", conf.retrain_share),
-                "drift_share",
-            )
-        decay_days = lake.days(PERFORMANCE_DECAY)
-        if decay_days:
-            rows = lake.read_days(PERFORMANCE_DECAY, decay_days)
-            for (name,), part in rows.partition_by("spec", as_dict=True).items():
-                chart = rolling_ic_chart(
-                    part.drop("spec"), folder / f"rolling_ic_{name}.png", str(name)
-                )
-                metadata |= png_metadata(chart, f"rolling_ic_{name}")
-        if not metadata:
-            raise FileNotFoundError(
-                "nothing to report: materialize feature_drift or performance_decay"
-            )
+        for title, path in charts.items():
+            metadata |= png_metadata(path, title)
         return dg.MaterializeResult(metadata=metadata)
 
     return dg.Definitions(

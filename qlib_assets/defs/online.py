@@ -3,43 +3,37 @@
 import dagster as dg
 import polars as pl
 
-from qlib_assets import __version__
-from qlib_assets.calendar import partition_date
+from qlib_assets.asset_keys import model_asset
+from qlib_assets.defs.daily import DailyAssets, LakeResource, session_days
 from qlib_assets.models.specs import ModelSpec
 from qlib_assets.models.window_training import platform_specs
 from qlib_assets.online.predictions import PREDICTION_SCHEMA
 from qlib_assets.online.tables import SIGNAL, build_predictions, build_signal, predictions_asset
 from qlib_assets.settings import Settings
-from qlib_assets.storage.lake import Lake
 
 GROUP = "online"
 
 
-def _predictions(
-    settings: Settings, spec: ModelSpec, partitions: dg.PartitionsDefinition
-) -> dg.AssetsDefinition:
+def _predictions(settings: Settings, spec: ModelSpec, daily: DailyAssets) -> dg.AssetsDefinition:
     features = list(dict.fromkeys(source.asset for source in spec.features))
 
-    @dg.asset(
-        name=predictions_asset(spec.name),
-        group_name=GROUP,
-        partitions_def=partitions,
-        backfill_policy=dg.BackfillPolicy.single_run(),
+    @daily.asset(
+        predictions_asset(spec.name),
+        code=[build_predictions],
+        spec=[spec.digest()],
         deps=[
             *features,
-            dg.AssetDep(f"model_{spec.name}", partition_mapping=dg.AllPartitionMapping()),
+            dg.AssetDep(model_asset(spec.name), partition_mapping=dg.AllPartitionMapping()),
         ],
-        code_version=__version__,
         kinds={"mlflow", "polars"},
         description=f"Scores of {spec.ref}: session d comes from the latest trained window whose "
         "test segment holds d; sessions with no online model yet are skipped with a reason.",
     )
-    def predictions(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
-        days = [partition_date(k) for k in context.partition_keys]
+    def predictions(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
+        days = session_days(context)
         result = build_predictions(settings, spec, days)
         for warning in result.warnings:
             context.log.warning(warning)
-        lake = Lake(settings.lake_dir)
         scored = set(result.sessions)
         written = [d for d in days if d in scored or d in result.skipped]
         lake.write_days(
@@ -62,22 +56,20 @@ def _predictions(
 
 def build_online_defs(settings: Settings, partitions: dg.PartitionsDefinition) -> dg.Definitions:
     specs = platform_specs(settings)
+    daily = DailyAssets(partitions, GROUP)
 
-    @dg.asset(
-        name=SIGNAL,
-        group_name=GROUP,
-        partitions_def=partitions,
-        backfill_policy=dg.BackfillPolicy.single_run(),
+    @daily.asset(
+        SIGNAL,
+        code=[build_signal],
         deps=[predictions_asset(name) for name in specs],
-        code_version=__version__,
         kinds={"polars"},
         description="Qlib's AverageEnsemble of the specs' predictions: per-session z-score, "
         "then the mean; exactly one row per (instrument, date).",
     )
-    def signal(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
-        days = [partition_date(k) for k in context.partition_keys]
+    def signal(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
+        days = session_days(context)
         table = build_signal(settings, days)
-        Lake(settings.lake_dir).write_days(SIGNAL, table, days)
+        lake.write_days(SIGNAL, table, days)
         per_day = table.group_by("date").len()
         return dg.MaterializeResult(
             metadata={
@@ -87,5 +79,5 @@ def build_online_defs(settings: Settings, partitions: dg.PartitionsDefinition) -
             }
         )
 
-    assets = [_predictions(settings, spec, partitions) for spec in specs.values()]
+    assets = [_predictions(settings, spec, daily) for spec in specs.values()]
     return dg.Definitions(assets=[*assets, signal])

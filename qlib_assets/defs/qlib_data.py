@@ -2,8 +2,7 @@
 
 import dagster as dg
 
-from qlib_assets import __version__
-from qlib_assets.calendar import partition_date
+from qlib_assets.defs.daily import DailyAssets, session_days
 from qlib_assets.settings import Settings
 from qlib_assets.storage.provider_sync import sync_provider
 
@@ -11,20 +10,19 @@ GROUP = "market_data"
 
 
 def build_qlib_data_defs(settings: Settings, partitions: dg.PartitionsDefinition) -> dg.Definitions:
-    @dg.asset(
-        name="qlib_dataset",
-        group_name=GROUP,
-        partitions_def=partitions,
-        backfill_policy=dg.BackfillPolicy.single_run(),
+    daily = DailyAssets(partitions, GROUP)
+
+    @daily.asset(
+        "qlib_dataset",
+        code=[sync_provider],
         deps=["raw_bars"],
-        code_version=__version__,
         pool="qlib_provider",
         kinds={"qlib"},
         description="Qlib provider directory (calendars, instruments, float32 .bin features) in "
         "sync with raw_bars: appends new sessions, rewrites a re-materialized range in place.",
     )
     def qlib_dataset(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
-        days = [partition_date(k) for k in context.partition_keys]
+        days = session_days(context)
         result = sync_provider(settings, days)
         context.log.info(f"qlib provider: {result}")
         return dg.MaterializeResult(

@@ -3,6 +3,7 @@
 from dataclasses import dataclass
 from datetime import date
 
+from qlib_assets.asset_keys import model_asset
 from qlib_assets.calendar import is_session, shift_sessions
 from qlib_assets.features.tables import LABEL_HORIZON
 from qlib_assets.models.rolling import Window
@@ -61,7 +62,7 @@ def due_retrains(settings: Settings) -> list[RoutineRequest]:
         if ready:
             requests.append(
                 RoutineRequest(
-                    (f"model_{name}",),
+                    (model_asset(name),),
                     ready[0].key,
                     f"rolling step: window {ready[0].key} of {spec.ref} has its labels",
                 )

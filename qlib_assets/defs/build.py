@@ -6,6 +6,7 @@ from qlib_assets.calendar import trading_days_partitions
 from qlib_assets.defs.automation import build_automation_defs
 from qlib_assets.defs.daily import LAKE, LakeResource
 from qlib_assets.defs.evaluation import build_evaluation_defs
+from qlib_assets.defs.explain import build_explain_defs
 from qlib_assets.defs.features import build_feature_defs
 from qlib_assets.defs.market import build_market_defs
 from qlib_assets.defs.models import build_model_defs
@@ -27,6 +28,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         build_online_defs(settings, trading_days),
         build_evaluation_defs(settings, trading_days),
         build_monitoring_defs(settings, trading_days),
+        build_explain_defs(settings, trading_days),
         build_automation_defs(settings),
         dg.Definitions(resources={LAKE: LakeResource(root=str(settings.lake_dir))}),
     )

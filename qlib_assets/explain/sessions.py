@@ -159,3 +159,29 @@ def family_table(contributions: Contributions) -> pl.DataFrame:
     """``family, mean_abs``: the session's global importance per factor family."""
     families = family_map(contributions.features)
     return global_importance(by_family(contributions.long(), families), key="family")
+
+
+@dataclass(frozen=True)
+class SessionsExplained:
+    """``table``: wide contributions of every explained session; ``latest``: the last one's
+    contributions (for pictures); ``skipped``: session -> reason."""
+
+    table: pl.DataFrame = field(repr=False)
+    latest: Contributions | None
+    skipped: dict[date, str]
+
+
+def build_explanations(settings: Settings, spec_name: str, days: list[date]) -> SessionsExplained:
+    """Contributions of every session of ``days`` the spec has predictions for."""
+    tables = []
+    latest = None
+    skipped: dict[date, str] = {}
+    for day in days:
+        try:
+            latest = explain_session(settings, spec_name, day)
+        except ValueError as exc:
+            skipped[day] = str(exc)
+            continue
+        tables.append(latest.wide())
+    table = pl.concat(tables) if tables else pl.DataFrame()
+    return SessionsExplained(table, latest, skipped)

@@ -6,6 +6,7 @@ from qlib_assets.defs.daily import DailyAssets, LakeResource, session_days
 from qlib_assets.defs.png import png_metadata
 from qlib_assets.explain.pictures import beeswarm, family_bars
 from qlib_assets.explain.sessions import build_explanations, explanations_asset, family_table
+from qlib_assets.models.specs import ModelSpec
 from qlib_assets.models.window_training import platform_specs
 from qlib_assets.online.tables import predictions_asset
 from qlib_assets.settings import Settings
@@ -13,10 +14,13 @@ from qlib_assets.settings import Settings
 GROUP = "explain"
 
 
-def _explanations(settings: Settings, name: str, daily: DailyAssets) -> dg.AssetsDefinition:
+def _explanations(settings: Settings, spec: ModelSpec, daily: DailyAssets) -> dg.AssetsDefinition:
+    name = spec.name
+
     @daily.asset(
         explanations_asset(name),
         code=[build_explanations],
+        spec=[spec.digest()],
         deps=[predictions_asset(name)],
         kinds={"shap", "polars"},
         description=f"Each instrument's per-feature SHAP contribution to {name}'s served score "
@@ -59,5 +63,5 @@ def _explanations(settings: Settings, name: str, daily: DailyAssets) -> dg.Asset
 def build_explain_defs(settings: Settings, partitions: dg.PartitionsDefinition) -> dg.Definitions:
     daily = DailyAssets(partitions, GROUP)
     return dg.Definitions(
-        assets=[_explanations(settings, name, daily) for name in platform_specs(settings)]
+        assets=[_explanations(settings, spec, daily) for spec in platform_specs(settings).values()]
     )

@@ -27,3 +27,8 @@ def predictions_asset(spec_name: str) -> str:
 def shadow_asset(spec_name: str) -> str:
     """The asset holding the challenger's shadow scores of spec ``spec_name``."""
     return f"shadow_predictions_{spec_name}"
+
+
+def explanations_asset(spec_name: str) -> str:
+    """The asset holding the per-prediction contributions of spec ``spec_name``."""
+    return f"explanations_{spec_name}"

@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from qlib_assets.cli_data import add_data_parser
+from qlib_assets.cli_explain import add_explain_parser
 from qlib_assets.cli_lifecycle import add_simulate_parser
 from qlib_assets.cli_models import add_models_parser
 from qlib_assets.cli_operations import add_operations_parser
@@ -177,6 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_serving_parser(commands)
     add_operations_parser(commands)
     add_data_parser(commands)
+    add_explain_parser(commands)
 
     add_simulate_parser(commands, _day)
     prep = commands.add_parser("prepare-instance", help="set up DAGSTER_HOME; print its path")

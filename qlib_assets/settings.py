@@ -71,7 +71,17 @@ class MonitoringSettings(BaseModel):
         "lgbm_alpha158", description="Spec whose training window is the reference of feature drift."
     )
     method: str = Field("wasserstein", description="Evidently stat test, pinned.")
-    threshold: float = Field(0.45, description="Per-column drift threshold of the method.")
+    threshold: float = Field(
+        0.45, description="Drift threshold of every column when calibrate is off."
+    )
+    calibrate: bool = Field(
+        True,
+        description="Per-column thresholds from the reference window's own sessions "
+        "(the 90th percentile of their scores x 2).",
+    )
+    alarm_share: float = Field(
+        0.25, description="Share of drifted columns that flags a session (investigate)."
+    )
     retrain_share: float = Field(
         0.5,
         description="Share of drifted columns that asks for "

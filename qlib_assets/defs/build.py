@@ -7,6 +7,7 @@ from qlib_assets.defs.automation import build_automation_defs
 from qlib_assets.defs.daily import LAKE, LakeResource
 from qlib_assets.defs.deployment import build_deployment_defs
 from qlib_assets.defs.evaluation import build_evaluation_defs
+from qlib_assets.defs.explain import build_explain_defs
 from qlib_assets.defs.features import build_feature_defs
 from qlib_assets.defs.landing import build_landing_defs
 from qlib_assets.defs.lifecycle import build_lifecycle_defs
@@ -36,6 +37,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         build_online_defs(settings, trading_days),
         build_evaluation_defs(settings, trading_days),
         build_monitoring_defs(settings, trading_days),
+        build_explain_defs(settings, trading_days),
         build_automation_defs(settings),
         build_lifecycle_defs(settings, trading_days),
         build_serving_defs(settings),

@@ -51,7 +51,9 @@ def build_monitoring_defs(
             )
         ],
         description=f"Evidently drift of the session's features against the training window of "
-        f"{monitored.ref}'s online model ({conf.method}, threshold {conf.threshold}, pinned); "
+        f"{monitored.ref}'s online model ({conf.method} pinned, "
+        f"{'per-column calibrated thresholds' if conf.calibrate else conf.threshold}, session "
+        f"flagged at {conf.alarm_share:.0%} of columns); "
         "per-column scores as a table, HTML report per session.",
     )
     def feature_drift(context: dg.AssetExecutionContext, lake: LakeResource) -> Iterator[Event]:

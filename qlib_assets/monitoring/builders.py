@@ -3,6 +3,7 @@
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
+from functools import cache
 from pathlib import Path
 
 import polars as pl
@@ -56,8 +57,9 @@ def _trained_windows(settings: Settings, spec: ModelSpec) -> list[Window]:
 def build_feature_drift(settings: Settings, days: Sequence[date]) -> DriftRun:
     """Each session's features against the training segment of its online model's window.
 
-    The reference is sampled once per window and cached; sessions with no online model of the
-    monitoring spec are skipped with a reason.
+    The reference is sampled once per window and cached, with its per-column thresholds
+    calibrated on the window's own sessions (unless ``monitoring.calibrate`` is off); sessions
+    with no online model of the monitoring spec are skipped with a reason.
     """
     conf = settings.monitoring
     spec = platform_specs(settings)[conf.spec]
@@ -65,15 +67,19 @@ def build_feature_drift(settings: Settings, days: Sequence[date]) -> DriftRun:
     calendar = sessions(settings.calendar, settings.start_date, days[-1])
     groups = _by_window(_trained_windows(settings, spec), days)
     skipped = {d: f"no trained window of {spec.ref} covers it" for d in days}
-    cache = ReferenceCache(_monitoring_root(settings) / "reference")
+    references = ReferenceCache(_monitoring_root(settings) / "reference")
     results: list[DriftResult] = []
     for key, group in groups.items():
         window = next(w for w in spec_windows(settings, spec) if w.key == key)
         current = scoring_features(lake, spec, group)
         columns = [c for c in current.columns if c not in ("instrument", "date")]
         train_days = [d for d in calendar if window.train[0] <= d <= window.train[1]]
-        reference = cache.get(
-            spec.name, key, columns, lambda d=train_days: scoring_features(lake, spec, d)
+        window_frame = cache(lambda d=train_days: scoring_features(lake, spec, d))
+        reference = references.get(spec.name, key, columns, window_frame)
+        limits = (
+            references.thresholds(spec.name, key, columns, window_frame, conf.method)
+            if conf.calibrate
+            else conf.threshold
         )
         results.append(
             feature_drift(
@@ -81,8 +87,9 @@ def build_feature_drift(settings: Settings, days: Sequence[date]) -> DriftRun:
                 current,
                 columns,
                 method=conf.method,
-                threshold=conf.threshold,
+                threshold=limits,
                 retrain_share=conf.retrain_share,
+                alarm_share=conf.alarm_share,
                 report_dir=_monitoring_root(settings) / "reports" / FEATURE_DRIFT,
             )
         )
@@ -105,17 +112,21 @@ def _merge(results: list[DriftResult]) -> DriftResult | None:
 
 
 def _valid_predictions(settings: Settings, model_uri: str) -> pl.DataFrame:
-    """The validation-period predictions training logged beside the model."""
+    """``date, score``: the validation-period predictions training logged beside the model (the
+    date lets prediction drift calibrate its threshold on the period's own sessions)."""
     name, version = model_uri.removeprefix("models:/").split("/")
     client = MlflowClient(settings.mlflow_uri, settings.mlflow_uri)
     run_id = client.get_model_version(name, version).run_id
     path = client.download_artifacts(run_id, "valid_predictions.csv")
-    frame = pl.read_csv(path)
-    return frame.select(pl.col("score").cast(pl.Float64))
+    frame = pl.read_csv(path, try_parse_dates=True)
+    return frame.select(
+        pl.col("datetime").cast(pl.Date).alias("date"), pl.col("score").cast(pl.Float64)
+    )
 
 
 def build_prediction_drift(settings: Settings, days: Sequence[date]) -> dict[str, DriftRun]:
     """Each spec's score distribution per session against its online model's valid scores."""
+    conf = settings.monitoring
     lake = Lake(settings.lake_dir)
     runs: dict[str, DriftRun] = {}
     for name, spec in platform_specs(settings).items():
@@ -132,8 +143,8 @@ def build_prediction_drift(settings: Settings, days: Sequence[date]) -> dict[str
                 prediction_drift(
                     _valid_predictions(settings, uris[key]),
                     current,
-                    method=settings.monitoring.method,
-                    threshold=settings.monitoring.threshold,
+                    method=conf.method,
+                    threshold=None if conf.calibrate else conf.threshold,
                     report_dir=_monitoring_root(settings) / "reports" / PREDICTION_DRIFT / name,
                 )
             )

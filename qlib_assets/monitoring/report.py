@@ -48,7 +48,8 @@ def drift_heatmap(scores: pl.DataFrame, target: Path, features: int = HEATMAP_FE
     days = grid.columns[1:]
     values = np.clip(grid.drop("column").to_numpy().astype(float), 0.0, _SEVERITY_CAP)
     method = scores.get_column("method")[0]
-    threshold = scores.get_column("threshold")[0]
+    limits = scores.get_column("threshold").unique()
+    threshold = f"threshold {limits[0]:g}" if limits.len() == 1 else "per-column thresholds"
 
     fig, ax = plt.subplots(figsize=(max(6.0, 0.3 * len(days) + 3), 0.32 * len(worst) + 2))
     image = ax.imshow(
@@ -62,7 +63,7 @@ def drift_heatmap(scores: pl.DataFrame, target: Path, features: int = HEATMAP_FE
     ticks = _date_ticks(len(days))
     ax.set_xticks(ticks, [days[i] for i in ticks], rotation=60, ha="right")
     fig.colorbar(image, ax=ax, label="score / threshold (1 = drift)")
-    ax.set_title(f"most drifted features ({method}, threshold {threshold:g})")
+    ax.set_title(f"most drifted features ({method}, {threshold})")
     return _save(fig, target)
 
 

@@ -67,9 +67,10 @@ def drift_breach(spec: str, result: DriftResult, version: str | None = None) -> 
     latest = result.session()
     if latest.action != "retrain":
         return None
+    limit = "per-column thresholds" if result.threshold is None else result.threshold
     reason = (
         f"{latest.drifted} of {latest.columns} columns drifted ({latest.share:.0%}, "
-        f"{result.method} >= {result.threshold}); most: {', '.join(latest.top_features[:5])}"
+        f"{result.method} >= {limit}); most: {', '.join(latest.top_features[:5])}"
     )
     evidence = {
         "session": latest.date.isoformat(),

@@ -117,7 +117,7 @@ def test_action_none_investigate_retrain(shifted_features: ShiftedFeatures) -> N
     assert feature_drift(reference, same, names).session().action == "none"
 
     scaled_one = same.with_columns(pl.col("ROC5") * 4.0)
-    one = feature_drift(reference, scaled_one, names).session()
+    one = feature_drift(reference, scaled_one, names, alarm_share=0.2).session()
     assert (one.drifted, one.action, one.top_features) == (1, "investigate ROC5", ("ROC5",))
 
     scaled_all = same.with_columns(pl.col(n) * 4.0 for n in names)
@@ -125,6 +125,8 @@ def test_action_none_investigate_retrain(shifted_features: ShiftedFeatures) -> N
 
     assert suggested_action(0.3, ["A", "B"], retrain_share=0.25) == "retrain"
     assert suggested_action(0.0, [], retrain_share=0.25) == "none"
+    # One column of five past its threshold does not flag the session at the default share.
+    assert feature_drift(reference, scaled_one, names).session().action == "none"
 
 
 def test_session_report_and_summary(shifted_features: ShiftedFeatures, tmp_path: Path) -> None:

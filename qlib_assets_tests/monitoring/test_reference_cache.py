@@ -4,7 +4,7 @@ from pathlib import Path
 
 import polars as pl
 
-from qlib_assets.monitoring.drift import feature_drift
+from qlib_assets.monitoring.drift import calibrate_thresholds, feature_drift
 from qlib_assets.monitoring.reference_cache import ReferenceCache
 from qlib_assets_tests.monitoring.conftest import SHIFT, ShiftedFeatures
 
@@ -52,3 +52,19 @@ def test_key_separates_specs_windows_and_schemas(
     }
     assert len(paths) == 5
     assert ReferenceCache(tmp_path, rows=500).path("lgb", "2024-01", NAMES) not in paths
+
+
+def test_thresholds_are_calibrated_once_per_window(
+    shifted_features: ShiftedFeatures, tmp_path: Path
+) -> None:
+    builds: list[int] = []
+
+    def build() -> pl.DataFrame:
+        builds.append(1)
+        return shifted_features.reference
+
+    cache = ReferenceCache(tmp_path, rows=2_000, seed=0)
+    first = cache.thresholds("lgb", "2024-01", NAMES, build)
+    second = cache.thresholds("lgb", "2024-01", NAMES, build)
+    assert (first, len(builds)) == (second, 1)
+    assert first == calibrate_thresholds(shifted_features.reference, NAMES, sample=2_000)

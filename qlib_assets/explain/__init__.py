@@ -1,0 +1,1 @@
+"""Explanations of served scores (SHAP, LIME), factor families and factor effectiveness."""

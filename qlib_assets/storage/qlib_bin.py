@@ -153,7 +153,7 @@ class QlibProviderWriter:
             )
         self._check_sessions(wanted)
         frame = _prepare(bars, wanted)
-        with self._lock():
+        with self._writing():
             self._recover()
             old_calendar = self.sessions()
             if old_calendar and wanted[0] < old_calendar[0]:
@@ -203,7 +203,7 @@ class QlibProviderWriter:
         calendar = list(sessions(self.calendar, wanted[0], wanted[-1]))
         index = {day: i for i, day in enumerate(calendar)}
         batch = _batch(frame, calendar, index, self.fields)
-        with self._lock():
+        with self._writing():
             self._recover()
             ops, appends, _, _ = self._plan(batch, {})
             staging = self.root / _STAGING

@@ -21,7 +21,7 @@ from qlib_assets.models.reproduce import Reproduction, reproduce_version
 from qlib_assets.models.specs import dump_spec
 from qlib_assets.models.tracking import TrackedWindow
 from qlib_assets.models.window_training import train_spec_window
-from qlib_assets.settings import Settings
+from qlib_assets.settings import LandingSettings, Settings
 from qlib_assets.storage.lake import Lake
 from qlib_assets.storage.restore import restore_to
 from qlib_assets_tests.models.conftest import small_spec
@@ -60,7 +60,12 @@ def _features(settings: Settings, days: list[date], indicators: bool) -> None:
 
 
 def _home(tmp_path: Path, names: tuple[str, ...]) -> Settings:
-    settings = Settings(home=tmp_path / "home", start_date=MARKET.start, specs_dir=tmp_path / "sp")
+    settings = Settings(
+        home=tmp_path / "home",
+        start_date=MARKET.start,
+        specs_dir=tmp_path / "sp",
+        landing=LandingSettings(settle_seconds=0),
+    )
     settings.ensure_dirs()
     settings.specs_dir.mkdir()  # type: ignore[union-attr]
     for name in names:

@@ -10,7 +10,12 @@ from qlib_assets.models.specs import SPECS_DIR, SpecError, dump_spec, load_spec,
 
 def test_shipped_specs_load_with_qlib_classes() -> None:
     specs = load_specs()
-    assert set(specs) == {"lgbm_alpha158", "xgb_alpha158_indicators", "mlp_alpha158"}
+    assert set(specs) == {
+        "lgbm_alpha158",
+        "linear_alpha158",
+        "xgb_alpha158_indicators",
+        "mlp_alpha158",
+    }
     assert specs["lgbm_alpha158"].model.class_name == "LGBModel"
     assert specs["xgb_alpha158_indicators"].rolling.step == "month"
     assert [s.asset for s in specs["xgb_alpha158_indicators"].features] == [

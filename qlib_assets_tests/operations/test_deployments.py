@@ -4,6 +4,7 @@ No cluster runs here, so the Kubernetes variant is checked against Dagster's own
 (instance, K8sRunLauncher, k8s_job_executor) and for consistency between its files.
 """
 
+import os
 from pathlib import Path
 
 import dagster as dg
@@ -29,6 +30,9 @@ VARIANTS = ["postgres", "celery", "kubernetes"]
 
 
 def _variant_settings(name: str, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    # The variant's file alone: environment variables (CI sets QLIB_ASSETS_HOME) would win.
+    for key in [k for k in os.environ if k.startswith("QLIB_ASSETS_")]:
+        monkeypatch.delenv(key)
     monkeypatch.setenv("QLIB_ASSETS_CONFIG", str(DEPLOY_DIR / name / "settings.yaml"))
     return load_settings()
 

@@ -58,7 +58,11 @@ def _ranged(
     return action
 
 
-def _record_landing(instance: dg.DagsterInstance, defs: dg.Definitions) -> str:
+def _record_landing(instance: dg.DagsterInstance, defs: dg.Definitions, settings: Settings) -> str:
+    # The sensor observes a file only once it has been unchanged for the settle interval; the
+    # files were just written, so wait for it, or the first tick in the UI would observe the
+    # rest after the assets below materialized, and show them stale.
+    time.sleep(settings.landing.settle_seconds)
     result = record_sensor_tick(instance, defs)
     return f"{len(result.asset_events or [])} sessions observed, cursor stored"
 
@@ -82,7 +86,7 @@ def run_demo(settings: Settings, spec: DemoSpec, console: Console) -> dict[str, 
     first, last = days[0], days[-1]
     labelled = shift_sessions(settings.calendar, last, -LABEL_HORIZON)
     # Observed before raw_bars reads them, so raw_bars records their data versions (not stale).
-    stages.run("landing sensor state", lambda: _record_landing(instance, defs))
+    stages.run("landing sensor state", lambda: _record_landing(instance, defs, settings))
     stages.run("market data", _ranged(defs, instance, ["raw_bars", "qlib_dataset"], first, last))
     stages.run("features", _ranged(defs, instance, ["indicators", "alpha158"], first, last))
     stages.run("labels", _ranged(defs, instance, ["labels"], first, labelled))

@@ -93,7 +93,7 @@ def build_automation_defs(settings: Settings) -> dg.Definitions:
         name="monitoring_retrain_sensor",
         jobs=retrain_jobs,
         minimum_interval_seconds=300,
-        default_status=dg.DefaultSensorStatus.STOPPED,
+        default_status=running,
         description="Performance-triggered updates: a decay or drift breach requests one "
         "retraining of the affected spec (a new window ending at the latest labelled session, "
         "through the gates), records the reason and evidence in the registry audit table, and "

@@ -28,11 +28,14 @@ def test_model_windows_appear_when_their_labels_can_exist(settings: Settings) ->
 
 
 def test_one_setting_turns_automation_off(settings: Settings) -> None:
-    def status(s: Settings) -> dg.DefaultSensorStatus:
-        return build_definitions(s).resolve_sensor_def("daily_automation").default_status
+    sensors = ("daily_automation", "rolling_retrain_sensor", "monitoring_retrain_sensor")
 
-    assert status(settings) == dg.DefaultSensorStatus.RUNNING
+    def statuses(s: Settings) -> set[dg.DefaultSensorStatus]:
+        defs = build_definitions(s)
+        return {defs.resolve_sensor_def(name).default_status for name in sensors}
+
+    assert statuses(settings) == {dg.DefaultSensorStatus.RUNNING}
     off = settings.model_copy(
         update={"automation": settings.automation.model_copy(update={"enabled": False})}
     )
-    assert status(off) == dg.DefaultSensorStatus.STOPPED
+    assert statuses(off) == {dg.DefaultSensorStatus.STOPPED}

@@ -28,7 +28,7 @@ from qlib_assets.lifecycle.promotion import record_decision
 from qlib_assets.lifecycle.registry_access import registry_of
 from qlib_assets.lifecycle.sample import load_on_cpu
 from qlib_assets.models.specs import ModelSpec
-from qlib_assets.online.predictions import PREDICTION_SCHEMA, Scorer, score_rows
+from qlib_assets.online.predictions import PREDICTION_SCHEMA, Scorer, clip_to_latest, score_rows
 from qlib_assets.online.predictions import scoring_features as lake_features
 from qlib_assets.settings import Settings
 from qlib_assets.storage.lake import Lake
@@ -116,17 +116,7 @@ def serve_predictions(
     """
     load = loader or (lambda v: load_on_cpu(settings.mlflow_uri, spec.name, v))
     latest = latest_feature_session(settings, spec)
-    requested = sorted(set(days))
-    warnings: list[str] = []
-    clipped_to = None
-    if requested and requested[-1] > latest:
-        dropped = [d for d in requested if d > latest]
-        requested = [d for d in requested if d <= latest]
-        clipped_to = latest
-        warnings.append(
-            f"{spec.name}: requested up to {dropped[-1]}, past the latest session with features "
-            f"{latest}; clipped to it ({len(dropped)} session(s) not predicted)"
-        )
+    requested, clipped_to, warnings = clip_to_latest(spec.name, days, latest)
     plan = serving_plan(settings, spec, requested)
     features = served_features(settings, spec, requested)
     with_features = set(features.get_column("date").unique().to_list())

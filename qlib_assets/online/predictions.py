@@ -110,6 +110,23 @@ def score_rows(scorer: Scorer, rows: pl.DataFrame, uri: str) -> pl.DataFrame:
     )
 
 
+def clip_to_latest(
+    spec_name: str, days: Sequence[date], latest: date
+) -> tuple[list[date], date | None, list[str]]:
+    """PredUpdater's clipping: the requested sessions up to ``latest`` (the last session with
+    features), the session clipped to when the request went past it, and the warning saying so.
+    """
+    requested = sorted(set(days))
+    if not requested or requested[-1] <= latest:
+        return requested, None, []
+    dropped = [d for d in requested if d > latest]
+    warning = (
+        f"{spec_name}: requested up to {dropped[-1]}, past the latest session with features "
+        f"{latest}; clipped to it ({len(dropped)} session(s) not predicted)"
+    )
+    return [d for d in requested if d <= latest], latest, [warning]
+
+
 def predict_sessions(
     spec: ModelSpec,
     windows: Sequence[Window],
@@ -128,17 +145,7 @@ def predict_sessions(
     ``loader`` turns a URI into a scorer (default: the MLflow pyfunc via ``load_scorer``).
     """
     load = loader or (lambda uri: load_scorer(uri, tracking_uri))
-    requested = sorted(set(days))
-    warnings: list[str] = []
-    clipped_to = None
-    if requested and requested[-1] > latest_available:
-        dropped = [d for d in requested if d > latest_available]
-        requested = [d for d in requested if d <= latest_available]
-        clipped_to = latest_available
-        warnings.append(
-            f"{spec.name}: requested up to {dropped[-1]}, past the latest available session "
-            f"{latest_available}; clipped to it ({len(dropped)} session(s) not predicted)"
-        )
+    requested, clipped_to, warnings = clip_to_latest(spec.name, days, latest_available)
     if features.select(*KEYS).is_duplicated().any():
         raise ValueError("features hold a duplicated (instrument, date) row")
     with_features = set(features.get_column("date").unique().to_list())
